@@ -1,0 +1,98 @@
+package caddyauthkit
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// corsMaxAge is how long browsers may cache a preflight answer (Chrome caps it at 2h).
+const corsMaxAge = "7200"
+
+// corsPolicy answers preflights and adds the origin headers to every response.
+// An origin that is not allowed gets no Access-Control-Allow-* header at all.
+type corsPolicy struct {
+	anyOrigin    bool
+	origins      map[string]struct{}
+	allowHeaders string
+}
+
+func newCORSPolicy(origins, headers []string) *corsPolicy {
+	p := &corsPolicy{origins: make(map[string]struct{}, len(origins))}
+	for _, o := range origins {
+		if o == "*" {
+			p.anyOrigin = true
+			continue
+		}
+		p.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = struct{}{}
+	}
+	allow := []string{"Content-Type", "Authorization"}
+	seen := map[string]bool{"content-type": true, "authorization": true}
+	extra := append([]string(nil), headers...)
+	sort.Strings(extra)
+	for _, h := range extra {
+		if !seen[strings.ToLower(h)] {
+			seen[strings.ToLower(h)] = true
+			allow = append(allow, h)
+		}
+	}
+	p.allowHeaders = strings.Join(allow, ", ")
+	return p
+}
+
+// allowOrigin sets the origin headers of an actual response and reports
+// whether the request's origin is allowed.
+func (p *corsPolicy) allowOrigin(h http.Header, origin string) bool {
+	h.Add("Vary", "Origin")
+	if origin == "" {
+		return false
+	}
+	if p.anyOrigin {
+		h.Set("Access-Control-Allow-Origin", "*")
+		return true
+	}
+	if _, ok := p.origins[strings.ToLower(origin)]; ok {
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "Retry-After")
+		return true
+	}
+	return false
+}
+
+// preflight answers an OPTIONS request for a route that allows methods.
+// extraHeaders are request headers that route itself needs (e.g. the
+// connection key on passthrough).
+func (p *corsPolicy) preflight(w http.ResponseWriter, r *http.Request, methods, extraHeaders string) {
+	h := w.Header()
+	h.Set("Allow", methods)
+	if p.allowOrigin(h, r.Header.Get("Origin")) {
+		h.Add("Vary", "Access-Control-Request-Method")
+		h.Add("Vary", "Access-Control-Request-Headers")
+		h.Set("Access-Control-Allow-Methods", methods)
+		allow := p.allowHeaders
+		if extraHeaders != "" {
+			allow += ", " + extraHeaders
+		}
+		h.Set("Access-Control-Allow-Headers", allow)
+		h.Set("Access-Control-Max-Age", corsMaxAge)
+		if strings.EqualFold(r.Header.Get("Access-Control-Request-Private-Network"), "true") {
+			h.Set("Access-Control-Allow-Private-Network", "true")
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// validateOrigin accepts "*" or a bare scheme://host[:port].
+func validateOrigin(origin string) error {
+	if origin == "*" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.User != nil {
+		return fmt.Errorf("authkit: cors origin %q must be * or scheme://host[:port]", origin)
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package caddyauthkit
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// route is one of the module's endpoints under the prefix.
+type route struct {
+	name    string // in metrics and logs
+	methods string // Allow header, OPTIONS included
+	// headers the browser may need to send on this route besides the
+	// configured ones
+	headers string
+}
+
+var (
+	tokenRoute       = route{name: "token", methods: "POST, OPTIONS"}
+	connectionsRoute = route{name: "connections", methods: "GET, OPTIONS"}
+	connectionRoute  = route{name: "connection", methods: "DELETE, OPTIONS"}
+	connectorsRoute  = route{name: "connectors", methods: "GET, OPTIONS"}
+	passthroughRoute = route{
+		name:    "passthrough",
+		methods: "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+		headers: "x-pica-connection-key, x-pica-action-id",
+	}
+	unknownRoute = route{name: "unknown"}
+)
+
+func (rt route) allows(method string) bool {
+	for _, m := range strings.Split(rt.methods, ", ") {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP answers requests under the prefix and passes all others on.
+func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	var rest string
+	switch {
+	case strings.HasPrefix(r.URL.Path, a.Prefix+"/"):
+		rest = r.URL.Path[len(a.Prefix)+1:]
+	case r.URL.Path == a.Prefix:
+	default:
+		return next.ServeHTTP(w, r)
+	}
+	rt, arg := matchRoute(rest)
+
+	// Preflight comes without credentials: it is answered before identity.
+	if r.Method == http.MethodOptions && rt != unknownRoute {
+		a.cors.preflight(w, r, rt.methods, rt.headers)
+		a.metrics.request(rt.name, http.StatusNoContent)
+		return nil
+	}
+	a.cors.allowOrigin(w.Header(), r.Header.Get("Origin"))
+
+	err := a.serve(w, r, rt, arg)
+	var se streamError
+	if errors.As(err, &se) {
+		return se.error
+	}
+	if err != nil {
+		a.writeError(w, r, rt.name, err)
+	}
+	return nil
+}
+
+func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt route, arg string) error {
+	if rt == unknownRoute {
+		return newError(http.StatusNotFound, "route_not_found", "no such AuthKit route")
+	}
+	if !rt.allows(r.Method) {
+		w.Header().Set("Allow", rt.methods)
+		return newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+rt.methods)
+	}
+	id, err := a.resolveIdentity(r)
+	if err != nil {
+		return err
+	}
+	if rt == passthroughRoute {
+		// The confinement check reads the path as the client escaped it.
+		escaped := r.URL.EscapedPath()
+		base := a.Prefix + "/passthrough/"
+		if !strings.HasPrefix(escaped, base) {
+			return newError(http.StatusBadRequest, "path_invalid", "the passthrough path is malformed")
+		}
+		return a.servePassthrough(w, r, id, escaped[len(base):])
+	}
+	if err := a.discardBody(r); err != nil {
+		return err
+	}
+	switch rt {
+	case tokenRoute:
+		return a.serveToken(w, r, id)
+	case connectionsRoute:
+		return a.serveConnections(w, r, id)
+	case connectionRoute:
+		return a.deleteConnection(w, r, id, arg)
+	default:
+		return a.serveConnectors(w, r)
+	}
+}
+
+// matchRoute names the route of the path after the prefix, and its argument
+// (the connection id of DELETE connections/{id}).
+func matchRoute(rest string) (route, string) {
+	switch rest {
+	case "token":
+		return tokenRoute, ""
+	case "connections":
+		return connectionsRoute, ""
+	case "connectors":
+		return connectorsRoute, ""
+	case "passthrough":
+		return passthroughRoute, ""
+	}
+	if strings.HasPrefix(rest, "passthrough/") {
+		return passthroughRoute, ""
+	}
+	if id, ok := strings.CutPrefix(rest, "connections/"); ok && validConnectionID(id) {
+		return connectionRoute, id
+	}
+	return unknownRoute, ""
+}
+
+// discardBody enforces the body limit on routes that read no body.
+func (a *AuthKit) discardBody(r *http.Request) error {
+	tooLarge := newError(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than "+strconv.FormatInt(a.MaxBodySize, 10)+" bytes")
+	if r.ContentLength > a.MaxBodySize {
+		return tooLarge
+	}
+	if r.Body == nil {
+		return nil
+	}
+	n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, a.MaxBodySize+1))
+	if n > a.MaxBodySize {
+		return tooLarge
+	}
+	return nil
+}
+
+func (a *AuthKit) serveToken(w http.ResponseWriter, r *http.Request, id identity) error {
+	var page, limit string
+	q := r.URL.Query()
+	if q.Has("page") || q.Has("limit") {
+		var err error
+		if page, err = positiveParam(q.Get("page"), "page", "1", 1_000_000); err != nil {
+			return err
+		}
+		if limit, err = positiveParam(q.Get("limit"), "limit", tokenPageLimit, 1000); err != nil {
+			return err
+		}
+	}
+	body, err := a.tokens.token(r.Context(), id, page, limit)
+	if err != nil {
+		return err
+	}
+	a.writeJSON(w, tokenRoute.name, body)
+	return nil
+}
+
+// positiveParam validates a query number, or returns fallback when absent.
+func positiveParam(value, name, fallback string, max int) (string, error) {
+	if value == "" {
+		return fallback, nil
+	}
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 1 || n > max {
+		return "", newError(http.StatusBadRequest, "query_invalid", name+" must be a whole number from 1 to "+strconv.Itoa(max))
+	}
+	return strconv.Itoa(n), nil
+}
+
+func (a *AuthKit) writeJSON(w http.ResponseWriter, route string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	a.metrics.request(route, http.StatusOK)
+}

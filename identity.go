@@ -1,0 +1,95 @@
+package caddyauthkit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// maxIdentityLength is the longest identity accepted, in bytes.
+const maxIdentityLength = 128
+
+// identity is the caller as the authentication layer in front named it.
+type identity struct {
+	ID   string
+	Type string
+}
+
+// resolveIdentity reads the caller's identity from the configured placeholders.
+// Nothing the client sends in the body or query is consulted.
+func (a *AuthKit) resolveIdentity(r *http.Request) (identity, error) {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return identity{}, newError(http.StatusInternalServerError, "internal_error", "no replacer in request context")
+	}
+	if a.IdentityTrustedProxiesOnly {
+		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+			return identity{}, newError(http.StatusUnauthorized, "identity_missing", "the identity header is only accepted from a trusted proxy")
+		}
+	}
+	// ReplaceAll, not ReplaceKnown: an unset placeholder must become "", not stay literal.
+	id := repl.ReplaceAll(a.Identity, "")
+	if id == "" {
+		return identity{}, newError(http.StatusUnauthorized, "identity_missing", "the request carries no authenticated identity")
+	}
+	if reason := invalidIdentity(id); reason != "" {
+		return identity{}, newError(http.StatusBadRequest, "identity_invalid", "the identity "+reason)
+	}
+	kind := repl.ReplaceAll(a.IdentityType, "")
+	if !validIdentityType(kind) {
+		return identity{}, newError(http.StatusBadRequest, "identity_type_invalid", "the identity type must be user, team, organization or project")
+	}
+	return identity{ID: id, Type: kind}, nil
+}
+
+// invalidIdentity says why id cannot be an identity, or "" when it can.
+func invalidIdentity(id string) string {
+	switch {
+	case strings.TrimSpace(id) == "":
+		return "is blank"
+	case len(id) > maxIdentityLength:
+		return "is longer than 128 bytes"
+	case !utf8.ValidString(id):
+		return "is not UTF-8"
+	case strings.IndexFunc(id, unicode.IsControl) >= 0:
+		return "contains control characters"
+	}
+	return ""
+}
+
+func validIdentityType(t string) bool {
+	switch t {
+	case "user", "team", "organization", "project":
+		return true
+	}
+	return false
+}
+
+// keySuffix is how Pica writes an identity at the end of a connection key:
+// spaces and colons become dashes.
+func keySuffix(id string) string {
+	return strings.NewReplacer(" ", "-", ":", "-").Replace(id)
+}
+
+// headerOfPlaceholder returns NAME when placeholder is {http.request.header.NAME},
+// so that header can be stripped before passthrough.
+func headerOfPlaceholder(placeholder string) string {
+	const open = "{http.request.header."
+	if strings.HasPrefix(placeholder, open) && strings.HasSuffix(placeholder, "}") {
+		return placeholder[len(open) : len(placeholder)-1]
+	}
+	return ""
+}
+
+// redact is how identities and connection keys appear in logs: a short hash
+// that correlates lines without revealing the value.
+func redact(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
+}

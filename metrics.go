@@ -1,0 +1,107 @@
+package caddyauthkit
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the module's Prometheus collectors. Labels are routes, Pica
+// endpoints, statuses and reasons: never an identity or a key.
+type metrics struct {
+	requests    *prometheus.CounterVec
+	picaLatency *prometheus.HistogramVec
+	retries     *prometheus.CounterVec
+	cache       *prometheus.CounterVec
+	evictions   prometheus.Counter
+	denials     *prometheus.CounterVec
+}
+
+// newMetrics registers the collectors in registry (Caddy makes a new one on
+// every config load), reusing any that another authkit handler registered.
+func newMetrics(registry *prometheus.Registry) (*metrics, error) {
+	const ns, sub = "caddy", "authkit"
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "requests_total",
+			Help: "Requests answered by the authkit handler, by route and status code.",
+		}, []string{"route", "code"}),
+		picaLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "pica_request_duration_seconds",
+			Help:    "Latency of the gateway's own calls to Pica, by endpoint and outcome (status code or error).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"endpoint", "outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "pica_retries_total",
+			Help: "Calls to Pica that were retried, by endpoint.",
+		}, []string{"endpoint"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "ownership_cache_lookups_total",
+			Help: "Ownership cache lookups, by result (hit or miss).",
+		}, []string{"result"}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "ownership_cache_evictions_total",
+			Help: "Ownership answers evicted because the cache was full.",
+		}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "denials_total",
+			Help: "Requests refused for the caller's own reasons (401 and 403), by reason.",
+		}, []string{"reason"}),
+	}
+	if registry == nil {
+		return m, nil
+	}
+	var err error
+	m.requests, err = register(registry, m.requests)
+	if err == nil {
+		m.picaLatency, err = register(registry, m.picaLatency)
+	}
+	if err == nil {
+		m.retries, err = register(registry, m.retries)
+	}
+	if err == nil {
+		m.cache, err = register(registry, m.cache)
+	}
+	if err == nil {
+		m.evictions, err = register(registry, m.evictions)
+	}
+	if err == nil {
+		m.denials, err = register(registry, m.denials)
+	}
+	return m, err
+}
+
+func register[C prometheus.Collector](registry *prometheus.Registry, c C) (C, error) {
+	err := registry.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}
+
+func (m *metrics) request(route string, status int) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+}
+
+func (m *metrics) picaCall(endpoint, outcome string, d time.Duration) {
+	m.picaLatency.WithLabelValues(endpoint, outcome).Observe(d.Seconds())
+}
+
+func (m *metrics) retry(endpoint string) { m.retries.WithLabelValues(endpoint).Inc() }
+
+func (m *metrics) cacheLookup(hit bool) {
+	if hit {
+		m.cache.WithLabelValues("hit").Inc()
+	} else {
+		m.cache.WithLabelValues("miss").Inc()
+	}
+}
+
+func (m *metrics) cacheEviction() { m.evictions.Inc() }
+
+func (m *metrics) denied(reason string) { m.denials.WithLabelValues(reason).Inc() }

@@ -1,0 +1,72 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// serveControl answers the sandbox's own routes, which Pica does not have:
+//
+//	POST   /sandbox/connections      {"platform","identity","identityType"}: "connect" an account
+//	GET    /sandbox/requests         the API requests received
+//	PUT    /sandbox/faults/{endpoint} {"status","delay":"2s","reset","garbage","retry_after","page","times"}
+//	DELETE /sandbox/faults           remove every fault
+//
+// /sandbox/connections allows any origin, as the stand-in AuthKit iframe of
+// the demo and the browser test calls it cross-origin.
+func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/sandbox/connections":
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		switch r.Method {
+		case http.MethodOptions:
+			w.Header().Set("Access-Control-Allow-Methods", "POST")
+			w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+			w.WriteHeader(http.StatusNoContent)
+		case http.MethodPost:
+			var in struct {
+				Platform     string `json:"platform"`
+				Identity     string `json:"identity"`
+				IdentityType string `json:"identityType"`
+			}
+			if json.NewDecoder(r.Body).Decode(&in) != nil || in.Platform == "" {
+				writeError(w, http.StatusBadRequest, "platform is required")
+				return
+			}
+			if in.IdentityType == "" {
+				in.IdentityType = "user"
+			}
+			writeJSON(w, http.StatusCreated, s.AddConnection(in.Identity, in.IdentityType, in.Platform))
+		default:
+			writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
+		}
+	case r.URL.Path == "/sandbox/requests" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, s.Requests())
+	case strings.HasPrefix(r.URL.Path, "/sandbox/faults/") && r.Method == http.MethodPut:
+		var in struct {
+			Fault
+			Delay string `json:"delay"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid fault")
+			return
+		}
+		if in.Delay != "" {
+			d, err := time.ParseDuration(in.Delay)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid delay")
+				return
+			}
+			in.Fault.Delay = d
+		}
+		s.SetFault(strings.TrimPrefix(r.URL.Path, "/sandbox/faults/"), in.Fault)
+		w.WriteHeader(http.StatusNoContent)
+	case r.URL.Path == "/sandbox/faults" && r.Method == http.MethodDelete:
+		s.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		writeError(w, http.StatusNotFound, "Not found")
+	}
+}

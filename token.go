@@ -1,0 +1,275 @@
+package caddyauthkit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+const (
+	// tokenPageLimit is the page size the official SDK asks for.
+	tokenPageLimit = "100"
+	// maxParallelPages bounds the page calls one token request has in flight.
+	maxParallelPages = 8
+	// flagsTTL is how long the account's white-label flag is trusted.
+	flagsTTL = 5 * time.Minute
+)
+
+// tokenSource builds AuthKit tokens: what the Node SDK's AuthKitToken.create
+// returns, but with the flags call cached and overlapped with page 1 and every
+// page requested in one round (the page count of the last token is remembered).
+type tokenSource struct {
+	pica *picaClient
+
+	// pages is the page count Pica reported last; the next token asks for
+	// that many pages at once.
+	pages atomic.Int64
+
+	flagsMu    sync.Mutex
+	whiteLabel bool
+	flagsUntil time.Time
+	flagCalls  singleflight.Group
+
+	// calls coalesces identical token requests of one identity.
+	calls singleflight.Group
+}
+
+// authkitPage is one page of POST /v1/authkit; rows stay encoded.
+type authkitPage struct {
+	Rows      []json.RawMessage `json:"rows"`
+	Total     json.RawMessage   `json:"total"`
+	Pages     int               `json:"pages"`
+	RequestID json.RawMessage   `json:"requestId"`
+}
+
+func newTokenSource(pica *picaClient) *tokenSource {
+	t := &tokenSource{pica: pica}
+	t.pages.Store(1)
+	return t
+}
+
+// token returns the token for id: all pages merged, or with page (and limit)
+// given, that page as Pica sent it; both with isWhiteLabel.
+func (t *tokenSource) token(ctx context.Context, id identity, page, limit string) ([]byte, error) {
+	key := id.Type + "\x00" + id.ID + "\x00" + page + "\x00" + limit
+	// The shared call must not die with the first caller's context.
+	shared := context.WithoutCancel(ctx)
+	ch := t.calls.DoChan(key, func() (any, error) {
+		if page != "" {
+			return t.onePage(shared, id, page, limit)
+		}
+		return t.allPages(shared, id)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.([]byte), nil
+	case <-ctx.Done():
+		return nil, newError(499, "client_closed", "the client went away")
+	}
+}
+
+func (t *tokenSource) onePage(ctx context.Context, id identity, page, limit string) ([]byte, error) {
+	flags := t.whiteLabelAsync(ctx)
+	body, err := t.fetchPage(ctx, id, page, limit)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := parsePage(body); err != nil {
+		return nil, err
+	}
+	return withWhiteLabel(body, <-flags), nil
+}
+
+func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops pages fetched in vain when the count shrank
+
+	flags := t.whiteLabelAsync(ctx)
+	f := &pageFetcher{t: t, ctx: ctx, id: id, slots: make(chan struct{}, maxParallelPages)}
+	f.fetch(1, int(t.pages.Load()))
+
+	first, err := f.result(1)
+	if err != nil {
+		return nil, err
+	}
+	firstPage, err := parsePage(first)
+	if err != nil {
+		return nil, err
+	}
+	pages := max(firstPage.Pages, 1)
+	t.pages.Store(int64(pages))
+	if pages == 1 {
+		return withWhiteLabel(first, <-flags), nil
+	}
+	f.fetch(len(f.pages)+1, pages)
+
+	var rows [][]json.RawMessage
+	rows = append(rows, firstPage.Rows)
+	var last authkitPage
+	for n := 2; n <= pages; n++ {
+		body, err := f.result(n)
+		if err != nil {
+			return nil, err
+		}
+		if last, err = parsePage(body); err != nil {
+			return nil, err
+		}
+		rows = append(rows, last.Rows)
+	}
+	return mergePages(rows, firstPage.Total, last.RequestID, <-flags), nil
+}
+
+// pageFetcher requests pages of one token concurrently, within a bound.
+type pageFetcher struct {
+	t     *tokenSource
+	ctx   context.Context
+	id    identity
+	slots chan struct{}
+	pages []*pendingPage
+}
+
+type pendingPage struct {
+	done chan struct{}
+	body []byte
+	err  error
+}
+
+// fetch starts pages from..to (1-based) that are not started yet.
+func (f *pageFetcher) fetch(from, to int) {
+	for n := from; n <= to; n++ {
+		p := &pendingPage{done: make(chan struct{})}
+		f.pages = append(f.pages, p)
+		go func(n int) {
+			defer close(p.done)
+			select {
+			case f.slots <- struct{}{}:
+				defer func() { <-f.slots }()
+			case <-f.ctx.Done():
+				p.err = f.ctx.Err()
+				return
+			}
+			p.body, p.err = f.t.fetchPage(f.ctx, f.id, strconv.Itoa(n), tokenPageLimit)
+		}(n)
+	}
+}
+
+func (f *pageFetcher) result(n int) ([]byte, error) {
+	p := f.pages[n-1]
+	<-p.done
+	return p.body, p.err
+}
+
+func (t *tokenSource) fetchPage(ctx context.Context, id identity, page, limit string) ([]byte, error) {
+	body, _ := json.Marshal(map[string]string{"identity": id.ID, "identityType": id.Type})
+	resp, err := t.pica.do(ctx, picaCall{
+		Endpoint:   "authkit",
+		Method:     http.MethodPost,
+		Path:       "/v1/authkit",
+		Query:      url.Values{"limit": {limit}, "page": {page}},
+		Body:       body,
+		Idempotent: true,
+	})
+	return resp, unexpected(err)
+}
+
+// whiteLabelAsync delivers the account's authkitWhitelist flag: from the
+// cache, or from /v1/users/flags alongside the pages; false if that fails.
+func (t *tokenSource) whiteLabelAsync(ctx context.Context) <-chan bool {
+	ch := make(chan bool, 1)
+	t.flagsMu.Lock()
+	fresh, value := time.Now().Before(t.flagsUntil), t.whiteLabel
+	t.flagsMu.Unlock()
+	if fresh {
+		ch <- value
+		return ch
+	}
+	go func() {
+		v, _, _ := t.flagCalls.Do("flags", func() (any, error) {
+			body, err := t.pica.do(ctx, picaCall{Endpoint: "flags", Method: http.MethodGet, Path: "/v1/users/flags", Idempotent: true})
+			if err != nil {
+				return false, nil
+			}
+			var flags struct {
+				AuthkitWhitelist bool `json:"authkitWhitelist"`
+			}
+			if json.Unmarshal(body, &flags) != nil {
+				return false, nil
+			}
+			t.flagsMu.Lock()
+			t.whiteLabel, t.flagsUntil = flags.AuthkitWhitelist, time.Now().Add(flagsTTL)
+			t.flagsMu.Unlock()
+			return flags.AuthkitWhitelist, nil
+		})
+		ch <- v.(bool)
+	}()
+	return ch
+}
+
+func parsePage(body []byte) (authkitPage, error) {
+	var p authkitPage
+	if err := json.Unmarshal(body, &p); err != nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+		return p, badAnswer()
+	}
+	return p, nil
+}
+
+// withWhiteLabel appends isWhiteLabel to a JSON object, as the SDK's
+// {...response, isWhiteLabel} does.
+func withWhiteLabel(object []byte, whiteLabel bool) []byte {
+	object = bytes.TrimSpace(object)
+	out := make([]byte, 0, len(object)+24)
+	out = append(out, object[:len(object)-1]...)
+	if len(bytes.TrimSpace(object[1:len(object)-1])) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, `"isWhiteLabel":`...)
+	out = strconv.AppendBool(out, whiteLabel)
+	return append(out, '}')
+}
+
+// mergePages writes the SDK's merged token with the rows as they arrived.
+func mergePages(pages [][]json.RawMessage, total, requestID json.RawMessage, whiteLabel bool) []byte {
+	size := 128 + len(total) + len(requestID)
+	for _, rows := range pages {
+		for _, row := range rows {
+			size += len(row) + 1
+		}
+	}
+	out := make([]byte, 0, size)
+	out = append(out, `{"rows":[`...)
+	first := true
+	for _, rows := range pages {
+		for _, row := range rows {
+			if !first {
+				out = append(out, ',')
+			}
+			first = false
+			out = append(out, row...)
+		}
+	}
+	out = append(out, `],"page":1,"pages":1,"total":`...)
+	out = appendRaw(out, total)
+	out = append(out, `,"requestId":`...)
+	out = appendRaw(out, requestID)
+	out = append(out, `,"isWhiteLabel":`...)
+	out = strconv.AppendBool(out, whiteLabel)
+	return append(out, '}')
+}
+
+func appendRaw(out []byte, raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return append(out, "null"...)
+	}
+	return append(out, raw...)
+}
