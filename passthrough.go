@@ -9,6 +9,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -122,6 +123,9 @@ func confinePath(rest string) (string, error) {
 		}
 		decoded.WriteByte(b)
 		i += 2
+	}
+	if !utf8.ValidString(decoded.String()) {
+		return refuse("is not UTF-8") // overlong encodings of dots among them
 	}
 	for _, segment := range strings.Split(decoded.String(), "/") {
 		segment, _, _ = strings.Cut(segment, ";")

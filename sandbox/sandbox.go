@@ -28,7 +28,8 @@ const DefaultSecret = "sk_test_1_sandbox0000000000000000"
 type Options struct {
 	// Secret is the one accepted x-pica-secret. Default: DefaultSecret.
 	Secret string
-	// Connectors is how many connectors are enabled in AuthKit. Default: 30.
+	// Connectors is how many connectors are enabled in AuthKit. Default: 30;
+	// negative for none.
 	Connectors int
 	// WhiteLabel is the account's authkitWhitelist flag.
 	WhiteLabel bool

@@ -1,0 +1,101 @@
+package caddyauthkit
+
+import (
+	"net/http"
+	"testing"
+)
+
+func TestPreflightIsAnsweredBeforeIdentity(t *testing.T) {
+	g := startGateway(t, nil, "cors_headers X-Custom")
+	preflight := func(path, origin string, extra map[string]string) response {
+		h := map[string]string{"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return g.do(request{method: "OPTIONS", url: appURL + path, header: h}) // no credentials, as browsers do
+	}
+
+	res := preflight("/authkit/token", "https://authkit.picaos.com", map[string]string{"Access-Control-Request-Private-Network": "true"})
+	expect(t, res, http.StatusNoContent, "")
+	for header, want := range map[string]string{
+		"Access-Control-Allow-Origin":          "https://authkit.picaos.com",
+		"Access-Control-Allow-Methods":         "POST, OPTIONS",
+		"Access-Control-Allow-Headers":         "Content-Type, Authorization, X-Custom",
+		"Access-Control-Max-Age":               "7200",
+		"Access-Control-Allow-Private-Network": "true",
+		"Allow":                                "POST, OPTIONS",
+	} {
+		if got := res.Header.Get(header); got != want {
+			t.Errorf("%s: %q, want %q", header, got, want)
+		}
+	}
+	if !containsValue(res.Header.Values("Vary"), "Origin") {
+		t.Errorf("Vary %v lacks Origin", res.Header.Values("Vary"))
+	}
+
+	res = preflight("/authkit/passthrough/users/me", "http://app.test", nil)
+	expect(t, res, http.StatusNoContent, "")
+	if got := res.Header.Get("Access-Control-Allow-Methods"); got != "GET, POST, PUT, PATCH, DELETE, OPTIONS" {
+		t.Errorf("passthrough methods %q", got)
+	}
+
+	// An origin that is not allowed gets no Access-Control-Allow-* at all.
+	for _, origin := range []string{"https://evil.example", "https://authkit.picaos.com.evil.example", "null"} {
+		res = preflight("/authkit/token", origin, map[string]string{"Access-Control-Request-Private-Network": "true"})
+		for name := range res.Header {
+			if len(name) > 21 && name[:21] == "Access-Control-Allow-" {
+				t.Errorf("origin %s got %s", origin, name)
+			}
+		}
+	}
+	if n := len(g.pica.Requests()); n != 0 {
+		t.Fatalf("preflight reached Pica %d times", n)
+	}
+}
+
+func TestAnyOriginWhenConfigured(t *testing.T) {
+	g := startGateway(t, nil, "cors_origins *")
+	res := g.do(request{method: "OPTIONS", url: appURL + "/authkit/token", header: map[string]string{"Origin": "https://anything.example"}})
+	if got := res.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Fatalf("Allow-Origin %q, want *", got)
+	}
+}
+
+func TestRoutingMethodsAndPassOn(t *testing.T) {
+	g := startGateway(t, nil, "")
+	res := g.as("alice", "GET", "/authkit/token", nil)
+	expect(t, res, http.StatusMethodNotAllowed, "method_not_allowed")
+	if res.Header.Get("Allow") != "POST, OPTIONS" {
+		t.Fatalf("Allow %q", res.Header.Get("Allow"))
+	}
+	expect(t, g.as("alice", "POST", "/authkit/connections", nil), http.StatusMethodNotAllowed, "method_not_allowed")
+	expect(t, g.as("alice", "TRACE", "/authkit/passthrough/x", nil), http.StatusMethodNotAllowed, "method_not_allowed")
+	expect(t, g.as("alice", "GET", "/authkit/nope", nil), http.StatusNotFound, "route_not_found")
+
+	// Outside the prefix, the app answers.
+	for _, path := range []string{"/", "/authkitx/token", "/app/authkit/token"} {
+		res := g.as("alice", "GET", path, nil)
+		if res.StatusCode != 200 || string(res.body) != "app" {
+			t.Fatalf("%s: %d %q, want the app", path, res.StatusCode, res.body)
+		}
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	g := startGateway(t, nil, "max_body_size 1KiB")
+	big := make([]byte, 2048)
+	res := g.do(request{method: "POST", url: appURL + "/authkit/token", user: "alice", body: big})
+	expect(t, res, http.StatusRequestEntityTooLarge, "body_too_large")
+	if n := g.pica.Count("authkit"); n != 0 {
+		t.Fatalf("an oversized request reached Pica %d times", n)
+	}
+}
+
+func containsValue(values []string, want string) bool {
+	for _, v := range values {
+		if v == want {
+			return true
+		}
+	}
+	return false
+}

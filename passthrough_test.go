@@ -1,0 +1,372 @@
+package caddyauthkit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyauthkit/caddyauthkit/sandbox"
+)
+
+// echo is what the sandbox's third party saw.
+type echo struct {
+	Method     string      `json:"method"`
+	Path       string      `json:"path"`
+	RawQuery   string      `json:"rawQuery"`
+	Headers    http.Header `json:"headers"`
+	BodyLength int         `json:"bodyLength"`
+	BodySha256 string      `json:"bodySha256"`
+}
+
+func (r response) echo(t *testing.T) echo {
+	t.Helper()
+	var e echo
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		t.Fatalf("no echo: %v: %s", err, r.body)
+	}
+	return e
+}
+
+func TestPassthroughForwardsTheOwnersCall(t *testing.T) {
+	g := startGateway(t, nil, "")
+	body := []byte(`{"to":"someone@example.com"}`)
+	res := g.do(request{method: "POST", url: appURL + "/authkit/passthrough/gmail/v1/users/me/messages/send?a=1&a=2&q=x%20y", user: "alice",
+		body: body, header: map[string]string{
+			"X-Pica-Connection-Key": g.alice.Key,
+			"X-Pica-Action-Id":      "conn_mod_def::send",
+			"Content-Type":          "application/json",
+			"Cookie":                "session=app-session",
+			"Proxy-Authorization":   "Basic cHJveHk=",
+			"X-Pica-Secret":         "sk_test_1_spoofed",
+			"X_Pica_Secret":         "sk_test_1_spoofed",
+			"X-Forwarded-For":       "6.6.6.6",
+			"X-Forwarded-Host":      "evil.example",
+			"Forwarded":             "for=6.6.6.6",
+		}})
+	expect(t, res, 200, "")
+	if ct := res.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+		t.Fatalf("Content-Type %q: the third party's was not restored", ct)
+	}
+	e := res.echo(t)
+	if e.Method != "POST" || e.Path != "/gmail/v1/users/me/messages/send" || e.RawQuery != "a=1&a=2&q=x%20y" {
+		t.Fatalf("third party saw %s %s?%s", e.Method, e.Path, e.RawQuery)
+	}
+	if e.BodySha256 != sha(body) {
+		t.Fatal("body changed on the way")
+	}
+	for name := range e.Headers {
+		lower := strings.ToLower(name)
+		if lower == "cookie" || lower == "authorization" || lower == "proxy-authorization" || lower == "forwarded" ||
+			strings.HasPrefix(lower, "x-forwarded-") || strings.Contains(strings.ReplaceAll(lower, "_", "-"), "pica-secret") {
+			t.Errorf("%s reached the third party", name)
+		}
+	}
+	if e.Headers.Get("X-Pica-Action-Id") != "conn_mod_def::send" {
+		t.Error("the action id was not forwarded")
+	}
+	reqs := requestsTo(g.pica, "passthrough")
+	if len(reqs) != 1 {
+		t.Fatalf("%d passthrough calls", len(reqs))
+	}
+	if got := reqs[0].Header.Values("X-Pica-Secret"); len(got) != 1 || got[0] != testSecret {
+		t.Fatalf("Pica got secrets %q, want only the gateway's", got)
+	}
+}
+
+func TestPassthroughRefusesConnectionsOfOthers(t *testing.T) {
+	g := startGateway(t, nil, "")
+	aliceTeam := g.pica.AddConnection("alice", "team", "hubspot")
+	unowned := g.pica.AddConnection("", "user", "notion")
+
+	for name, tc := range map[string]struct {
+		key          string
+		askedOfVault bool
+	}{
+		"bob's key":                  {g.bob.Key, false}, // its |bob suffix says so
+		"a team's key of that name":  {aliceTeam.Key, true},
+		"a key without identity":     {unowned.Key, true},
+		"an unknown key":             {"test::gmail::default::00000000000000000000000000000000|alice", true},
+		"bob's key renamed to alice": {strings.TrimSuffix(g.bob.Key, "|bob") + "|alice", true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g.pica.ResetRequests()
+			res := g.as("alice", "GET", "/authkit/passthrough/users/me", map[string]string{"X-Pica-Connection-Key": tc.key})
+			expect(t, res, http.StatusForbidden, "connection_not_owned")
+			if n := g.pica.Count("passthrough"); n != 0 {
+				t.Fatalf("Pica's passthrough was called %d times", n)
+			}
+			if asked := g.pica.Count("vault_list") > 0; asked != tc.askedOfVault {
+				t.Fatalf("asked the vault: %v, want %v", asked, tc.askedOfVault)
+			}
+		})
+	}
+
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/users/me", nil), http.StatusBadRequest, "connection_key_missing")
+}
+
+func TestOwnershipIsCachedAndCoalesced(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 100 * time.Millisecond})
+	g := startGateway(t, pica, "")
+
+	var wg sync.WaitGroup
+	statuses := make(chan int, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- g.as("alice", "GET", "/authkit/passthrough/users/me", map[string]string{"X-Pica-Connection-Key": g.alice.Key}).StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != 200 {
+			t.Fatalf("status %d", s)
+		}
+	}
+	if n := pica.Count("vault_list"); n != 1 {
+		t.Fatalf("%d ownership lookups for 20 concurrent calls with one key, want 1", n)
+	}
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/users/me", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 200, "")
+	if n := pica.Count("vault_list"); n != 1 {
+		t.Fatalf("the positive answer was not cached: %d lookups", n)
+	}
+}
+
+// pathAttacks try to reach other Pica endpoints with the gateway's secret.
+var pathAttacks = []string{
+	"/authkit/passthrough/../../v1/vault/connections",
+	"/authkit/passthrough/..%2f..%2fvault%2fconnections",
+	"/authkit/passthrough/%2e%2e/%2e%2e/vault/connections",
+	"/authkit/passthrough/%2E%2E/vault/connections",
+	"/authkit/passthrough/%2e./vault",
+	"/authkit/passthrough/.%2E/vault",
+	"/authkit/passthrough/%252e%252e/vault/connections",
+	"/authkit/passthrough/%25252e%25252e/vault",
+	"/authkit/passthrough/..%5c..%5cvault",
+	"/authkit/passthrough/..\\..\\vault",
+	"/authkit/passthrough/./../vault",
+	"/authkit/passthrough/users/../../../authkit",
+	"/authkit/passthrough/..;/vault/connections",
+	"/authkit/passthrough/users%2f..%2f..%2fvault",
+	"/authkit/passthrough/users/%2e%2e%2f%2e%2e%2fvault",
+	"/authkit/passthrough/%c0%ae%c0%ae/vault",
+	"/authkit/passthrough/%ef%bc%8e%ef%bc%8e/vault",
+	"/authkit/passthrough/%u002e%u002e/vault",
+	"/authkit/passthrough/..%00/vault",
+	"/authkit/passthrough//..//vault",
+	"/authkit/passthrough/",
+	"/authkit/passthrough",
+	"/authkit/%70assthrough/..%2fvault",
+	"/authkit/passthrough/%2F%2Fevil.example/x",
+}
+
+func TestPassthroughPathAttacks(t *testing.T) {
+	g := startGateway(t, nil, "")
+	for _, target := range pathAttacks {
+		status := rawRequest(t, "GET", target, map[string]string{
+			"Authorization":         "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:alice")),
+			"X-Pica-Connection-Key": g.alice.Key,
+		})
+		if status != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", target, status)
+		}
+	}
+	if reqs := g.pica.Requests(); len(reqs) != 0 {
+		t.Fatalf("a path attack reached Pica: %s %s", reqs[0].Method, reqs[0].Path)
+	}
+}
+
+// rawRequest sends target exactly as written, which no URL parser would.
+func rawRequest(t *testing.T, method, target string, header map[string]string) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:9080", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: localhost:9080\r\nConnection: close\r\n")
+	for k, v := range header {
+		b.WriteString(k + ": " + v + "\r\n")
+	}
+	b.WriteString("\r\n")
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("%s: %v", target, err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func TestConfinePathKeepsGoodPaths(t *testing.T) {
+	for rest, want := range map[string]string{
+		"users/me":                 "/v1/passthrough/users/me",
+		"users/me%40example.com/x": "/v1/passthrough/users/me@example.com/x",
+		"a%20b/c.json":             "/v1/passthrough/a b/c.json",
+		"crm/v3/objects/contacts/": "/v1/passthrough/crm/v3/objects/contacts/",
+		"files/.well-known/x":      "/v1/passthrough/files/.well-known/x",
+		"v1/...":                   "/v1/passthrough/v1/...",
+	} {
+		got, err := confinePath(rest)
+		if err != nil || got != want {
+			t.Errorf("confinePath(%q) = %q, %v; want %q", rest, got, err, want)
+		}
+	}
+}
+
+// FuzzConfinePath: whatever the client sends, a path let through stays under
+// /v1/passthrough/ however often it is decoded.
+func FuzzConfinePath(f *testing.F) {
+	for _, attack := range pathAttacks {
+		f.Add(strings.TrimPrefix(attack, "/authkit/passthrough/"))
+	}
+	f.Add("users/me")
+	f.Fuzz(func(t *testing.T, rest string) {
+		upstream, err := confinePath(rest)
+		if err != nil {
+			return
+		}
+		p := upstream
+		for i := 0; i < 4; i++ {
+			if u, err := url.PathUnescape(p); err == nil {
+				p = u
+			}
+		}
+		p = path.Clean(strings.ReplaceAll(p, "\\", "/"))
+		if !strings.HasPrefix(p+"/", passthroughBase) {
+			t.Fatalf("confinePath(%q) = %q, which decodes to %q", rest, upstream, p)
+		}
+	})
+}
+
+func TestPassthroughStreamsLargeBodies(t *testing.T) {
+	g := startGateway(t, nil, "")
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	res := g.do(request{method: "PUT", url: appURL + "/authkit/passthrough/files/big", user: "alice", body: body,
+		header: map[string]string{"X-Pica-Connection-Key": g.alice.Key}})
+	expect(t, res, 200, "")
+	if e := res.echo(t); e.BodyLength != len(body) || e.BodySha256 != sha(body) {
+		t.Fatalf("third party got %d bytes", e.BodyLength)
+	}
+	res = g.as("alice", "GET", "/authkit/passthrough/files/big?__bytes=8388608", map[string]string{"X-Pica-Connection-Key": g.alice.Key})
+	expect(t, res, 200, "")
+	if len(res.body) != 8<<20 || res.Header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("download: %d bytes, %q", len(res.body), res.Header.Get("Content-Type"))
+	}
+}
+
+func TestPassthroughAnswersByWhoseAnswerItIs(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	g := startGateway(t, pica, "")
+	key := map[string]string{"X-Pica-Connection-Key": g.alice.Key, "Origin": "http://app.test"}
+
+	// The third party's 401: the user must re-authorise; it passes as is.
+	res := g.as("alice", "GET", "/authkit/passthrough/users/me?__status=401", key)
+	expect(t, res, 401, "")
+	if res.echo(t).Path != "/users/me" || res.Header.Get("Content-Type") != "application/json; charset=utf-8" {
+		t.Fatalf("third-party 401 was not passed through: %s", res.body)
+	}
+
+	for name, tc := range map[string]struct {
+		fault  sandbox.Fault
+		status int
+		code   string
+	}{
+		"Pica rejects the secret": {sandbox.Fault{Status: 401}, 502, "pica_rejected_secret"},
+		"Pica rate-limits":        {sandbox.Fault{Status: 429}, 429, "pica_rate_limited"},
+		"Pica fails":              {sandbox.Fault{Status: 500}, 502, "pica_unavailable"},
+		"Pica resets":             {sandbox.Fault{Reset: true}, 502, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pica.ClearFaults()
+			pica.SetFault("passthrough", tc.fault)
+			if tc.code == "" { // a reset mid-body: the status line already passed
+				req, _ := http.NewRequest("GET", appURL+"/authkit/passthrough/users/me", nil)
+				req.SetBasicAuth("alice", "alice")
+				req.Header.Set("X-Pica-Connection-Key", g.alice.Key)
+				res, err := g.tester.Client.Do(req)
+				if err == nil {
+					_, err = io.ReadAll(res.Body)
+					res.Body.Close()
+				}
+				if err == nil {
+					t.Fatal("a body cut off by Pica arrived as if complete")
+				}
+				return
+			}
+			res := g.as("alice", "GET", "/authkit/passthrough/users/me", key)
+			expect(t, res, tc.status, tc.code)
+			if res.Header.Get("Access-Control-Allow-Origin") != "http://app.test" {
+				t.Fatal("no CORS headers on the error")
+			}
+			if tc.status == 429 && res.Header.Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		})
+	}
+}
+
+func TestPassthroughAllowLists(t *testing.T) {
+	g := startGateway(t, nil, "platforms slack hubspot\n\t\tactions conn_mod_def::ok")
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{
+		"X-Pica-Connection-Key": g.alice.Key, "X-Pica-Action-Id": "conn_mod_def::ok"}), 403, "platform_not_allowed")
+	expect(t, g.as("bob", "GET", "/authkit/passthrough/x", map[string]string{
+		"X-Pica-Connection-Key": g.bob.Key}), 403, "action_not_allowed")
+	expect(t, g.as("bob", "GET", "/authkit/passthrough/x", map[string]string{
+		"X-Pica-Connection-Key": g.bob.Key, "X-Pica-Action-Id": "conn_mod_def::other"}), 403, "action_not_allowed")
+	if reqs := g.pica.Requests(); len(reqs) != 0 {
+		t.Fatalf("a refused call reached Pica: %s", reqs[0].Path)
+	}
+	expect(t, g.as("bob", "GET", "/authkit/passthrough/x", map[string]string{
+		"X-Pica-Connection-Key": g.bob.Key, "X-Pica-Action-Id": "conn_mod_def::ok"}), 200, "")
+}
+
+func TestOwnershipOffLetsAnyKeyThrough(t *testing.T) {
+	g := startGateway(t, nil, "ownership off")
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.bob.Key}), 200, "")
+	if n := g.pica.Count("vault_list"); n != 0 {
+		t.Fatalf("ownership off still asked the vault %d times", n)
+	}
+}
+
+func TestHeaderIdentityIsNotForwarded(t *testing.T) {
+	g := startGateway(t, nil, "")
+	res := g.do(request{method: "GET", url: headerURL + "/authkit/passthrough/x", header: map[string]string{
+		"X-Auth-User": "alice", "X-Auth-Type": "user", "X-Pica-Connection-Key": g.alice.Key}})
+	expect(t, res, 200, "")
+	if v := res.echo(t).Headers.Get("X-Auth-User"); v != "" {
+		t.Fatalf("the identity header reached the third party: %q", v)
+	}
+}
+
+func requestsTo(pica *sandbox.Server, endpoint string) []sandbox.Request {
+	var out []sandbox.Request
+	for _, r := range pica.Requests() {
+		if r.Endpoint == endpoint {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func sha(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
