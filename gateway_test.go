@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"golang.org/x/crypto/bcrypt"
 
@@ -40,6 +41,8 @@ func TestMain(m *testing.M) {
 	configDir = filepath.Join(dir, "config")
 	os.Setenv("XDG_CONFIG_HOME", configDir)
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	// Caddy computed this at init, before the variables above were set.
+	caddy.ConfigAutosavePath = filepath.Join(configDir, "autosave.json")
 	os.Setenv("AUTHKIT_TEST_SECRET", testSecret)
 	logFile = filepath.Join(dir, "caddy.log")
 	aliceHash = bcryptHash("alice")
@@ -108,9 +111,10 @@ http://localhost:9081 {
 
 // gateway is a real Caddy with authkit in front of a sandboxed Pica.
 type gateway struct {
-	t      *testing.T
-	tester *caddytest.Tester
-	pica   *sandbox.Server
+	t       *testing.T
+	tester  *caddytest.Tester
+	pica    *sandbox.Server
+	picaURL string
 	// alice's and bob's connections, made before Caddy starts
 	alice, bob sandbox.Connection
 }
@@ -127,6 +131,7 @@ func startGateway(t *testing.T, pica *sandbox.Server, options string) *gateway {
 	g.bob = pica.AddConnection("bob", "user", "slack")
 	upstream := httptest.NewServer(pica)
 	t.Cleanup(upstream.Close)
+	g.picaURL = upstream.URL
 
 	g.tester = caddytest.NewTester(t)
 	g.tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL, options), "caddyfile")
@@ -165,8 +170,8 @@ func (r response) errorCode(t *testing.T) string {
 // request is one call to the gateway. user signs in with basic_auth.
 type request struct {
 	method, url, user string
-	header         map[string]string
-	body           []byte
+	header            map[string]string
+	body              []byte
 }
 
 func (g *gateway) do(req request) response {

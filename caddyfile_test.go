@@ -1,0 +1,143 @@
+package caddyauthkit
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// TestCaddyfileAdapt checks testdata/caddyfile_adapt/*.caddyfiletest: a
+// Caddyfile, ten dashes, then the JSON it adapts to, or the error it must
+// fail with (files named error_*).
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, expected, ok := strings.Cut(string(data), "\n----------\n")
+			if !ok {
+				t.Fatal("no ten-dash separator")
+			}
+			if strings.HasPrefix(filepath.Base(file), "error_") {
+				_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+				if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(expected)) {
+					t.Fatalf("error %v, want one containing %q", err, strings.TrimSpace(expected))
+				}
+				return
+			}
+			if !caddytest.CompareAdapt(t, file, input, "caddyfile", strings.TrimRight(expected, "\n")) {
+				t.Fatal("adapted JSON differs from the golden file")
+			}
+		})
+	}
+}
+
+func TestUnmarshalCaddyfileAppendsListsAndReadsProxy(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`authkit {
+		secret {env.PICA_SECRET_KEY}
+		cors_origins https://a.example
+		cors_origins https://b.example
+		platforms gmail
+		platforms slack
+		proxy {
+			transport http {
+				response_header_timeout 30s
+			}
+		}
+	}`)
+	var a AuthKit
+	if err := a.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.CORSOrigins) != 2 || len(a.Platforms) != 2 {
+		t.Fatalf("lists not appended: %v %v", a.CORSOrigins, a.Platforms)
+	}
+	if !strings.Contains(string(a.ProxyRaw), `"response_header_timeout":30000000000`) {
+		t.Fatalf("proxy block: %s", a.ProxyRaw)
+	}
+	for _, bad := range []string{
+		"authkit extra {\n secret x\n}",
+		"authkit {\n secret\n}",
+		"authkit {\n secret x\n timeout soon\n}",
+		"authkit {\n secret x\n max_concurrent 0\n}",
+		"authkit {\n secret x\n proxy {\n }\n proxy {\n }\n}",
+	} {
+		var a AuthKit
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("no error for %q", bad)
+		}
+	}
+}
+
+func TestProvisionNamesThePlaceholderNeverTheSecret(t *testing.T) {
+	t.Setenv("AUTHKIT_EMPTY", "")
+	_, err := resolveSecret("{env.AUTHKIT_EMPTY}")
+	if err == nil || !strings.Contains(err.Error(), "{env.AUTHKIT_EMPTY}") {
+		t.Fatalf("error %v does not name the placeholder", err)
+	}
+	t.Setenv("AUTHKIT_BAD", "sk_live_1_bad\nvalue")
+	_, err = resolveSecret("{env.AUTHKIT_BAD}")
+	if err == nil || strings.Contains(err.Error(), "sk_live") {
+		t.Fatalf("error %v: missing or leaks the value", err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "pica"), []byte("sk_test_1_fromfile\n"), 0o600)
+	if s, err := resolveSecret("{file." + filepath.Join(dir, "pica") + "}"); err != nil || s != "sk_test_1_fromfile" {
+		t.Fatalf("file secret: %q, %v", s, err)
+	}
+}
+
+func TestValidateRefusesUnsafeConfigs(t *testing.T) {
+	for name, a := range map[string]AuthKit{
+		"static identity":        {Identity: "alice", IdentityType: "user"},
+		"bad identity type":      {Identity: "{http.auth.user.id}", IdentityType: "admin"},
+		"trusted without header": {Identity: "{http.auth.user.id}", IdentityType: "user", IdentityTrustedProxiesOnly: true},
+		"bad origin":             {Identity: "{http.auth.user.id}", IdentityType: "user", CORSOrigins: []string{"authkit.picaos.com"}},
+	} {
+		if err := a.Validate(); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestExamplesAdaptAndValidate keeps every Caddyfile shown in the docs real:
+// each adapts and provisions.
+func TestExamplesAdaptAndValidate(t *testing.T) {
+	t.Setenv("PICA_SECRET_KEY", testSecret)
+	files, _ := filepath.Glob("examples/*.Caddyfile")
+	files = append(files, "Caddyfile.example")
+	for _, file := range files {
+		t.Run(file, func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(data, map[string]any{"filename": file})
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			if strings.Contains(string(cfgJSON), testSecret) {
+				t.Fatal("the secret was baked into the adapted config")
+			}
+			var cfg caddy.Config
+			if err := caddy.StrictUnmarshalJSON(cfgJSON, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := caddy.Validate(&cfg); err != nil {
+				t.Fatalf("validate: %v", err)
+			}
+		})
+	}
+}
