@@ -1,0 +1,92 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func call(t *testing.T, s *Server, method, target, secret, body string, header map[string]string) (*http.Response, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	if secret != "" {
+		req.Header.Set("X-Pica-Secret", secret)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	res := w.Result()
+	raw, _ := io.ReadAll(res.Body)
+	var v map[string]any
+	_ = json.Unmarshal(raw, &v)
+	return res, v
+}
+
+func TestWrongSecretGetsPicasEnvelope(t *testing.T) {
+	s := New(Options{})
+	res, body := call(t, s, "GET", "/v1/users/flags", "sk_test_1_wrong", "", nil)
+	if res.StatusCode != 401 || body["type"] != "Unauthorized" || body["code"] != 2010.0 ||
+		body["key"] != "err::application::unauthorized" || body["message"] != "You are not authorized to access this resource" {
+		t.Fatalf("%d %v", res.StatusCode, body)
+	}
+}
+
+func TestAuthKitPagesAndBothIdentityTypeSpellings(t *testing.T) {
+	s := New(Options{Connectors: 5})
+	_, page := call(t, s, "POST", "/v1/authkit?limit=2&page=3", DefaultSecret, `{"identity":"a","identity_type":"team"}`, nil)
+	if page["total"] != 5.0 || page["pages"] != 3.0 || page["page"] != 3.0 || len(page["rows"].([]any)) != 1 {
+		t.Fatalf("page 3: %v", page)
+	}
+	res, _ := call(t, s, "POST", "/v1/authkit", DefaultSecret, `{"identity":"a","identityType":"admin"}`, nil)
+	if res.StatusCode != 400 {
+		t.Fatalf("bad identity type: %d", res.StatusCode)
+	}
+}
+
+func TestVaultFiltersAndDeletes(t *testing.T) {
+	s := New(Options{})
+	a := s.AddConnection("user 1:x", "user", "gmail")
+	s.AddConnection("user 1:x", "team", "gmail")
+	if !strings.HasSuffix(a.Key, "|user-1-x") || !strings.HasPrefix(a.Key, "test::gmail::default::") {
+		t.Fatalf("key %q is not shaped as Pica's", a.Key)
+	}
+	_, list := call(t, s, "GET", "/v1/vault/connections?identity=user+1%3Ax&identityType=user&key="+a.Key, DefaultSecret, "", nil)
+	if list["total"] != 1.0 {
+		t.Fatalf("filtered list: %v", list)
+	}
+	if res, _ := call(t, s, "DELETE", "/v1/vault/connections/"+a.ID, DefaultSecret, "", nil); res.StatusCode != 200 {
+		t.Fatalf("delete: %d", res.StatusCode)
+	}
+	if res, _ := call(t, s, "GET", "/v1/vault/connections/"+a.ID, DefaultSecret, "", nil); res.StatusCode != 404 {
+		t.Fatalf("deleted connection still answers %d", res.StatusCode)
+	}
+}
+
+func TestPassthroughAsPicaAnswersIt(t *testing.T) {
+	s := New(Options{})
+	c := s.AddConnection("alice", "user", "slack")
+	res, _ := call(t, s, "GET", "/v1/passthrough/x", DefaultSecret, "", nil)
+	if res.StatusCode != 400 {
+		t.Fatalf("no key: %d", res.StatusCode)
+	}
+	res, _ = call(t, s, "GET", "/v1/passthrough/x", DefaultSecret, "", map[string]string{"X-Pica-Connection-Key": "live::slack::default::00|alice"})
+	if res.StatusCode != 404 {
+		t.Fatalf("key of the other environment: %d", res.StatusCode)
+	}
+	res, echo := call(t, s, "POST", "/v1/passthrough/chat.postMessage?a=1&a=2", DefaultSecret, "hi",
+		map[string]string{"X-Pica-Connection-Key": c.Key, "Cookie": "c=1"})
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/octet-stream" ||
+		res.Header.Get("X-Pica-Passthrough-Content-Type") != "application/json; charset=utf-8" {
+		t.Fatalf("%d %v", res.StatusCode, res.Header)
+	}
+	headers := echo["headers"].(map[string]any)
+	if echo["path"] != "/chat.postMessage" || echo["rawQuery"] != "a=1&a=2" || echo["body"] != "hi" ||
+		headers["X-Pica-Secret"] != nil || headers["Cookie"] == nil {
+		t.Fatalf("echo %v", echo)
+	}
+}
