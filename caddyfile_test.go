@@ -141,3 +141,23 @@ func TestExamplesAdaptAndValidate(t *testing.T) {
 		})
 	}
 }
+
+// FuzzUnmarshalCaddyfile: no input makes the parser panic, and a config it
+// accepts always has a secret.
+func FuzzUnmarshalCaddyfile(f *testing.F) {
+	for _, seed := range []string{
+		"authkit {\n secret {env.X}\n}",
+		"authkit {\n secret s\n ownership off\n timeout 1s\n cors_origins *\n}",
+		"authkit {\n secret s\n proxy {\n transport http {\n tls\n }\n }\n}",
+		"authkit {\n identity_type team\n}",
+		"authkit",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		var a AuthKit
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil && a.Secret == "" {
+			t.Fatalf("accepted %q without a secret", input)
+		}
+	})
+}

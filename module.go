@@ -270,8 +270,17 @@ func (a *AuthKit) provisionProxy(ctx caddy.Context) error {
 		rp.TransportRaw = raw
 	}
 	if rp.LoadBalancing == nil {
-		// Retries after a failed dial only: nothing has reached Pica then.
-		rp.LoadBalancing = &reverseproxy.LoadBalancing{Retries: 2, TryInterval: caddy.Duration(100 * time.Millisecond)}
+		// Retry only when the dial failed, so nothing reached Pica: a retry
+		// matcher that never matches stops Caddy's default retry of GETs
+		// after a transport error, which could repeat a call and overrun
+		// the timeout.
+		rp.LoadBalancing = &reverseproxy.LoadBalancing{
+			Retries:     2,
+			TryInterval: caddy.Duration(100 * time.Millisecond),
+			RetryMatchRaw: caddyhttp.RawMatcherSets{
+				{"expression": json.RawMessage(`"false"`)},
+			},
+		}
 	}
 	a.ProxyRaw = caddyconfig.JSONModuleObject(rp, "handler", "reverse_proxy", nil)
 

@@ -177,4 +177,13 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatal("the reloaded origins do not apply")
 	}
 	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
+
+	// The new instance's collectors are in the new registry, and count.
+	scraped, err := http.Get("http://localhost:2999/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(scraped.Body)
+	scraped.Body.Close()
+	mustContain(t, string(scrape), `caddy_authkit_requests_total{code="200",route="token"}`, "metrics after the reload")
 }
