@@ -24,17 +24,8 @@ func (a *AuthKit) serveConnections(w http.ResponseWriter, r *http.Request, id id
 		}
 		query.Set("platform", platform)
 	}
-	for _, p := range []struct {
-		name string
-		max  int
-	}{{"limit", 100}, {"page", 1_000_000}} {
-		if v := q.Get(p.name); v != "" {
-			n, err := positiveParam(v, p.name, "", p.max)
-			if err != nil {
-				return err
-			}
-			query.Set(p.name, n)
-		}
+	if err := copyPaging(q, query); err != nil {
+		return err
 	}
 	body, err := a.pica.do(r.Context(), picaCall{
 		Endpoint: "vault_list", Method: http.MethodGet, Path: "/v1/vault/connections", Query: query, Idempotent: true,
@@ -47,6 +38,23 @@ func (a *AuthKit) serveConnections(w http.ResponseWriter, r *http.Request, id id
 		return err
 	}
 	a.writeJSON(w, connectionsRoute.name, body)
+	return nil
+}
+
+// copyPaging copies the client's limit (at most 100) and page, validated.
+func copyPaging(from, to url.Values) error {
+	for _, p := range []struct {
+		name string
+		max  int
+	}{{"limit", 100}, {"page", 1_000_000}} {
+		if v := from.Get(p.name); v != "" {
+			n, err := positiveParam(v, p.name, "", p.max)
+			if err != nil {
+				return err
+			}
+			to.Set(p.name, n)
+		}
+	}
 	return nil
 }
 
@@ -144,17 +152,8 @@ func (a *AuthKit) serveConnectors(w http.ResponseWriter, r *http.Request) error 
 			query.Set(name, v)
 		}
 	}
-	for _, p := range []struct {
-		name string
-		max  int
-	}{{"limit", 100}, {"page", 1_000_000}} {
-		if v := q.Get(p.name); v != "" {
-			n, err := positiveParam(v, p.name, "", p.max)
-			if err != nil {
-				return err
-			}
-			query.Set(p.name, n)
-		}
+	if err := copyPaging(q, query); err != nil {
+		return err
 	}
 	body, err := a.connectors.get(r.Context(), query.Encode(), func(ctx context.Context) ([]byte, error) {
 		body, err := a.pica.do(ctx, picaCall{

@@ -49,16 +49,16 @@ func (p *corsPolicy) allowOrigin(h http.Header, origin string) bool {
 	if origin == "" {
 		return false
 	}
-	if p.anyOrigin {
-		h.Set("Access-Control-Allow-Origin", "*")
-		return true
+	allowed := "*"
+	if !p.anyOrigin {
+		if _, ok := p.origins[strings.ToLower(origin)]; !ok {
+			return false
+		}
+		allowed = origin
 	}
-	if _, ok := p.origins[strings.ToLower(origin)]; ok {
-		h.Set("Access-Control-Allow-Origin", origin)
-		h.Set("Access-Control-Expose-Headers", "Retry-After")
-		return true
-	}
-	return false
+	h.Set("Access-Control-Allow-Origin", allowed)
+	h.Set("Access-Control-Expose-Headers", "Retry-After")
+	return true
 }
 
 // preflight answers an OPTIONS request for a route that allows methods.
