@@ -74,8 +74,10 @@ func validIdentityType(t string) bool {
 // keySuffix is how Pica writes an identity at the end of a connection key:
 // spaces and colons become dashes.
 func keySuffix(id string) string {
-	return strings.NewReplacer(" ", "-", ":", "-").Replace(id)
+	return keySuffixReplacer.Replace(id)
 }
+
+var keySuffixReplacer = strings.NewReplacer(" ", "-", ":", "-")
 
 // headerOfPlaceholder returns NAME when placeholder is {http.request.header.NAME},
 // so that header can be stripped before passthrough.

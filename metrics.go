@@ -15,6 +15,8 @@ type metrics struct {
 	picaLatency *prometheus.HistogramVec
 	retries     *prometheus.CounterVec
 	cache       *prometheus.CounterVec
+	cacheHits   prometheus.Counter
+	cacheMisses prometheus.Counter
 	evictions   prometheus.Counter
 	denials     *prometheus.CounterVec
 }
@@ -50,27 +52,35 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 			Help: "Requests refused for the caller's own reasons (401 and 403), by reason.",
 		}, []string{"reason"}),
 	}
-	if registry == nil {
-		return m, nil
+	if registry != nil {
+		if err := m.register(registry); err != nil {
+			return nil, err
+		}
 	}
+	m.cacheHits, m.cacheMisses = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
+	return m, nil
+}
+
+// register puts the collectors in registry, reusing any already there.
+func (m *metrics) register(registry *prometheus.Registry) error {
 	var err error
-	m.requests, err = register(registry, m.requests)
-	if err == nil {
-		m.picaLatency, err = register(registry, m.picaLatency)
+	if m.requests, err = register(registry, m.requests); err != nil {
+		return err
 	}
-	if err == nil {
-		m.retries, err = register(registry, m.retries)
+	if m.picaLatency, err = register(registry, m.picaLatency); err != nil {
+		return err
 	}
-	if err == nil {
-		m.cache, err = register(registry, m.cache)
+	if m.retries, err = register(registry, m.retries); err != nil {
+		return err
 	}
-	if err == nil {
-		m.evictions, err = register(registry, m.evictions)
+	if m.cache, err = register(registry, m.cache); err != nil {
+		return err
 	}
-	if err == nil {
-		m.denials, err = register(registry, m.denials)
+	if m.evictions, err = register(registry, m.evictions); err != nil {
+		return err
 	}
-	return m, err
+	m.denials, err = register(registry, m.denials)
+	return err
 }
 
 func register[C prometheus.Collector](registry *prometheus.Registry, c C) (C, error) {
@@ -96,9 +106,9 @@ func (m *metrics) retry(endpoint string) { m.retries.WithLabelValues(endpoint).I
 
 func (m *metrics) cacheLookup(hit bool) {
 	if hit {
-		m.cache.WithLabelValues("hit").Inc()
+		m.cacheHits.Inc()
 	} else {
-		m.cache.WithLabelValues("miss").Inc()
+		m.cacheMisses.Inc()
 	}
 }
 

@@ -18,15 +18,14 @@ import (
 type ownerKey [16]byte
 
 func newOwnerKey(id identity, connectionKey string) ownerKey {
-	h := sha256.New()
-	h.Write([]byte(id.Type))
-	h.Write([]byte{0})
-	h.Write([]byte(id.ID))
-	h.Write([]byte{0})
-	h.Write([]byte(connectionKey))
-	var k ownerKey
-	copy(k[:], h.Sum(nil))
-	return k
+	var stack [256]byte
+	b := append(stack[:0], id.Type...)
+	b = append(b, 0)
+	b = append(b, id.ID...)
+	b = append(b, 0)
+	b = append(b, connectionKey...)
+	sum := sha256.Sum256(b)
+	return ownerKey(sum[:16])
 }
 
 // ownershipCache remembers positive ownership answers for a TTL, least

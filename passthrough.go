@@ -127,9 +127,11 @@ func confinePath(rest string) (string, error) {
 	if !utf8.ValidString(decoded.String()) {
 		return refuse("is not UTF-8") // overlong encodings of dots among them
 	}
-	for _, segment := range strings.Split(decoded.String(), "/") {
+	for segment := range strings.SplitSeq(decoded.String(), "/") {
 		segment, _, _ = strings.Cut(segment, ";")
-		segment = strings.NewReplacer("\uff0e", ".", "\u2024", ".", "\ufe52", ".").Replace(segment)
+		if strings.ContainsAny(segment, "\uff0e\u2024\ufe52") {
+			segment = lookalikeDots.Replace(segment)
+		}
 		if segment == "." || segment == ".." {
 			return refuse("contains a dot segment")
 		}
@@ -140,6 +142,10 @@ func confinePath(rest string) (string, error) {
 	}
 	return upstream, nil
 }
+
+// lookalikeDots are characters some servers fold into "." (fullwidth,
+// one-dot leader, small full stop).
+var lookalikeDots = strings.NewReplacer("\uff0e", ".", "\u2024", ".", "\ufe52", ".")
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
