@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 )
 
 // Hot paths, measured with go test -bench . -benchmem -run ^$
@@ -50,7 +51,7 @@ func BenchmarkConfinePath(b *testing.B) {
 
 func BenchmarkOwnershipCacheHit(b *testing.B) {
 	c := newTestCache(b, DefaultOwnershipCacheSize, time.Minute)
-	a := &AuthKit{owners: c}
+	a := &AuthKit{owners: c, logger: zap.NewNop()}
 	id := identity{ID: "alice", Type: "user"}
 	key := "test::gmail::default::106c889a50bc798e99b0ef4abb9d5e7b|alice"
 	c.add(newOwnerKey(id, key))

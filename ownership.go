@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -131,6 +133,17 @@ func (c *ownershipCache) pushFront(e *ownerEntry) {
 // when the key's identity suffix names someone else, else from the cache, else
 // by asking Pica's vault (concurrent misses for one key share one call).
 func (a *AuthKit) checkOwnership(ctx context.Context, id identity, connectionKey string) error {
+	err := a.ownership(ctx, id, connectionKey)
+	if err != nil {
+		if c := a.logger.Check(zapcore.DebugLevel, "connection refused"); c != nil {
+			// Hashes only: enough to correlate, nothing to reuse.
+			c.Write(zap.String("identity", redact(id.Type+":"+id.ID)), zap.String("connection_key", redact(connectionKey)))
+		}
+	}
+	return err
+}
+
+func (a *AuthKit) ownership(ctx context.Context, id identity, connectionKey string) error {
 	if _, suffix, ok := strings.Cut(connectionKey, "|"); ok && suffix != keySuffix(id.ID) {
 		return notOwned()
 	}

@@ -63,6 +63,7 @@ func TestSecretIsNowhere(t *testing.T) {
 	if strings.Contains(logs, testSecret) {
 		t.Fatal("the secret is in the logs")
 	}
+	mustContain(t, logs, `"connection_key":"`+redact(g.bob.Key)+`"`, "the refusal's log line")
 	for _, line := range strings.Split(logs, "\n") {
 		if strings.Contains(line, `"logger":"http.handlers.authkit"`) &&
 			(strings.Contains(line, g.alice.Key) || strings.Contains(line, `"alice"`)) {
