@@ -8,8 +8,12 @@ import (
 	"strings"
 )
 
-// corsMaxAge is how long browsers may cache a preflight answer (Chrome caps it at 2h).
-const corsMaxAge = "7200"
+// Preflight header values, built once. Header.Add on them copies (their
+// capacity is their length), so sharing them across responses is safe.
+var (
+	// Browsers cache a preflight answer this long at most (Chrome caps it at 2h).
+	maxAgeValue = []string{"7200"}
+)
 
 // corsPolicy answers preflights and adds the origin headers to every response.
 // An origin that is not allowed gets no Access-Control-Allow-* header at all.
@@ -17,6 +21,9 @@ type corsPolicy struct {
 	anyOrigin    bool
 	origins      map[string]struct{}
 	allowHeaders string
+
+	// routeHeaders is allowHeaders plus a route's own headers, by the latter.
+	routeHeaders map[string]string
 }
 
 func newCORSPolicy(origins, headers []string) *corsPolicy {
@@ -39,6 +46,10 @@ func newCORSPolicy(origins, headers []string) *corsPolicy {
 		}
 	}
 	p.allowHeaders = strings.Join(allow, ", ")
+	p.routeHeaders = map[string]string{
+		"":                       p.allowHeaders,
+		passthroughRoute.headers: p.allowHeaders + ", " + passthroughRoute.headers,
+	}
 	return p
 }
 
@@ -68,15 +79,14 @@ func (p *corsPolicy) preflight(w http.ResponseWriter, r *http.Request, methods, 
 	h := w.Header()
 	h.Set("Allow", methods)
 	if p.allowOrigin(h, r.Header.Get("Origin")) {
-		h.Add("Vary", "Access-Control-Request-Method")
-		h.Add("Vary", "Access-Control-Request-Headers")
+		h["Vary"] = append(h["Vary"], "Access-Control-Request-Method", "Access-Control-Request-Headers")
 		h.Set("Access-Control-Allow-Methods", methods)
-		allow := p.allowHeaders
-		if extraHeaders != "" {
-			allow += ", " + extraHeaders
+		allow, ok := p.routeHeaders[extraHeaders]
+		if !ok {
+			allow = p.allowHeaders + ", " + extraHeaders
 		}
 		h.Set("Access-Control-Allow-Headers", allow)
-		h.Set("Access-Control-Max-Age", corsMaxAge)
+		h["Access-Control-Max-Age"] = maxAgeValue
 		if strings.EqualFold(r.Header.Get("Access-Control-Request-Private-Network"), "true") {
 			h.Set("Access-Control-Allow-Private-Network", "true")
 		}

@@ -18,7 +18,7 @@ const (
 	// tokenPageLimit is the page size the official SDK asks for.
 	tokenPageLimit = "100"
 	// maxParallelPages bounds the page calls one token request has in flight.
-	maxParallelPages = 8
+	maxParallelPages = 16
 	// flagsTTL is how long the account's white-label flag is trusted.
 	flagsTTL = 5 * time.Minute
 )

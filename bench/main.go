@@ -1,0 +1,371 @@
+// Command bench measures caddyauthkit against what users would otherwise run,
+// in one run on one machine, over loopback:
+//
+//   - token route vs. the official Node SDK behind a minimal Node server, both
+//     against the sandbox with the same latency per Pica call, for 1, 3 and
+//     10 pages of connectors;
+//   - passthrough (ownership on, cached) vs. bare Caddy reverse_proxy with
+//     header_up x-pica-secret, to the same local upstream;
+//   - preflight vs. Caddy's own respond 204.
+//
+// Each side runs in its own process, so CPU time and peak RSS are its own.
+// Runs are A/B interleaved and bounded in count and time.
+//
+//	go run ./bench [-latency 30ms] [-duration 3s] [-rounds 2]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const secret = "sk_test_1_sandbox0000000000000000"
+
+var (
+	latency  = flag.Duration("latency", 30*time.Millisecond, "sandbox latency per Pica call")
+	duration = flag.Duration("duration", 3*time.Second, "length of one throughput run")
+	rounds   = flag.Int("rounds", 2, "A/B rounds per comparison")
+	samples  = flag.Int("samples", 40, "sequential requests per latency run")
+)
+
+// pages are the page counts compared; 100 connectors make a page.
+var pages = []int{1, 3, 10}
+
+func main() {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "caddyauthkit-bench")
+	check(err)
+	defer os.RemoveAll(dir)
+
+	fmt.Println("building cmd/caddy ...")
+	bin := filepath.Join(dir, "caddy")
+	run(exec.Command("go", "build", "-o", bin, "./cmd/caddy"))
+	if _, err := os.Stat("testdata/node/node_modules/@picahq/authkit-token"); err != nil {
+		run(exec.Command("npm", "ci", "--prefix", "testdata/node", "--no-audit", "--no-fund", "--loglevel=error"))
+	}
+
+	var sandboxSites, pluginSites, sdkPorts []string
+	for _, p := range pages {
+		sandboxSites = append(sandboxSites, fmt.Sprintf("http://127.0.0.1:%d {\n\tpica_sandbox {\n\t\tsecret %s\n\t\tconnectors %d\n\t\tlatency %s\n\t}\n}\n", 19100+p, secret, p*100, *latency))
+		pluginSites = append(pluginSites, fmt.Sprintf("http://127.0.0.1:%d {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:%d\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n", 19200+p, 19100+p))
+		sdkPorts = append(sdkPorts, fmt.Sprintf("%d=http://127.0.0.1:%d", 19400+p, 19100+p))
+	}
+	global := "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n"
+	sandbox := start(dir, bin, "sandbox", global+strings.Join(sandboxSites, "")+
+		fmt.Sprintf("http://127.0.0.1:19100 {\n\tpica_sandbox {\n\t\tsecret %s\n\t\tconnection bench-user gmail\n\t}\n}\n", secret))
+	plugin := start(dir, bin, "authkit", global+strings.Join(pluginSites, "")+
+		"http://127.0.0.1:19200 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n")
+	bare := start(dir, bin, "bare caddy", global+
+		"http://127.0.0.1:19300 {\n\treverse_proxy 127.0.0.1:19100 {\n\t\theader_up x-pica-secret {env.PICA_SECRET_KEY}\n\t}\n}\n"+
+		"http://127.0.0.1:19301 {\n\trespond 204\n}\n")
+	node := exec.Command("node", append([]string{"bench/sdk-server.cjs"}, sdkPorts...)...)
+	node.Env = append(os.Environ(), "PICA_SECRET_KEY="+secret, "NODE_PATH=testdata/node/node_modules")
+	node.Stderr = os.Stderr
+	check(node.Start())
+	sdk := &process{name: "node sdk", cmd: node}
+	defer func() {
+		for _, p := range []*process{sandbox, plugin, bare, sdk} {
+			_ = p.cmd.Process.Kill()
+		}
+	}()
+	for _, port := range []int{19100, 19200, 19300, 19301, 19201, 19401} {
+		waitPort(port)
+	}
+	key := connectionKey()
+
+	var report []row
+	token := func(port int) target {
+		return target{method: "POST", url: fmt.Sprintf("http://127.0.0.1:%d/authkit/token", port), header: map[string]string{"X-User": "bench-user"}}
+	}
+	for _, p := range pages {
+		a, b := token(19200+p), token(19400+p)
+		warm(a)
+		warm(b)
+		ra, rb := compare(func() result { return sequential(a, *samples) }, func() result { return sequential(b, *samples) }, plugin, sdk)
+		report = append(report, row{fmt.Sprintf("token p50, %d page(s), 1 caller", p), "Node SDK", ra, rb, "p50"})
+	}
+	// 200 callers, 200 identities: no two requests can share Pica calls.
+	a, b := token(19203), token(19403)
+	a.header["X-User"], b.header["X-User"] = "user-%d", "user-%d"
+	ra, rb := compare(func() result { return concurrent(a, 200, *duration) }, func() result { return concurrent(b, 200, *duration) }, plugin, sdk)
+	report = append(report, row{"token, 3 pages, 200 callers", "Node SDK", ra, rb, "cpu"})
+
+	pass := target{method: "GET", url: "http://127.0.0.1:19200/authkit/passthrough/users/me", header: map[string]string{"X-User": "bench-user", "X-Pica-Connection-Key": key}}
+	base := target{method: "GET", url: "http://127.0.0.1:19300/v1/passthrough/users/me", header: map[string]string{"X-Pica-Connection-Key": key}}
+	warm(pass)
+	ra, rb = compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(base, 64, *duration) }, plugin, bare)
+	report = append(report, row{"passthrough, 64 callers", "bare reverse_proxy", ra, rb, "rps"})
+
+	pre := target{method: "OPTIONS", url: "http://127.0.0.1:19200/authkit/token", header: map[string]string{"Origin": "https://authkit.picaos.com", "Access-Control-Request-Method": "POST"}}
+	resp := target{method: "OPTIONS", url: "http://127.0.0.1:19301/authkit/token", header: pre.header}
+	ra, rb = compare(func() result { return concurrent(pre, 64, *duration) }, func() result { return concurrent(resp, 64, *duration) }, plugin, bare)
+	report = append(report, row{"preflight, 64 callers", "respond 204", ra, rb, "rps"})
+
+	printReport(report, map[string]*process{"authkit": plugin, "node sdk": sdk, "bare caddy": bare, "sandbox": sandbox})
+}
+
+type process struct {
+	name string
+	cmd  *exec.Cmd
+}
+
+func start(dir, bin, name, caddyfile string) *process {
+	file := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".Caddyfile")
+	check(os.WriteFile(file, []byte(caddyfile), 0o600))
+	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "PICA_SECRET_KEY="+secret)
+	check(cmd.Start())
+	return &process{name: name, cmd: cmd}
+}
+
+// cpu is the process's user+system CPU time so far.
+func (p *process) cpu() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	check(err)
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.Atoi(fields[11])
+	stime, _ := strconv.Atoi(fields[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// peakRSS is the process's high-water resident set, in MiB.
+func (p *process) peakRSS() float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	check(err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.Atoi(strings.Fields(line)[1])
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+type target struct {
+	method, url string
+	header      map[string]string
+}
+
+type result struct {
+	latencies []time.Duration
+	elapsed   time.Duration
+	errors    int
+	cpu       time.Duration
+}
+
+func (r result) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), r.latencies...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(p*float64(len(s)-1))]
+}
+
+func (r result) rps() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
+
+func (r result) cpuPerRequest() time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(len(r.latencies))
+}
+
+// compare runs a and b alternately, rounds times, and merges each side's runs.
+func compare(a, b func() result, pa, pb *process) (result, result) {
+	var ra, rb result
+	for i := 0; i < *rounds; i++ {
+		ra = merge(ra, measure(a, pa))
+		rb = merge(rb, measure(b, pb))
+	}
+	return ra, rb
+}
+
+func measure(f func() result, p *process) result {
+	before := p.cpu()
+	r := f()
+	r.cpu = p.cpu() - before
+	return r
+}
+
+func merge(a, b result) result {
+	return result{append(a.latencies, b.latencies...), a.elapsed + b.elapsed, a.errors + b.errors, a.cpu + b.cpu}
+}
+
+var client = &http.Client{
+	Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512, DisableCompression: true},
+	Timeout:   30 * time.Second,
+}
+
+func once(t target) (time.Duration, bool) {
+	req, _ := http.NewRequest(t.method, t.url, nil)
+	for k, v := range t.header {
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	res, err := client.Do(req)
+	if err != nil {
+		return time.Since(start), false
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return time.Since(start), res.StatusCode < 300
+}
+
+func warm(t target) {
+	for i := 0; i < 5; i++ {
+		if _, ok := once(t); !ok {
+			fmt.Fprintf(os.Stderr, "warm-up of %s %s failed\n", t.method, t.url)
+			os.Exit(1)
+		}
+	}
+}
+
+func sequential(t target, n int) result {
+	var r result
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		d, ok := once(t)
+		r.latencies = append(r.latencies, d)
+		if !ok {
+			r.errors++
+		}
+	}
+	r.elapsed = time.Since(start)
+	return r
+}
+
+func concurrent(t target, callers int, d time.Duration) result {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var mu sync.Mutex
+	var r result
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			t := t.forCaller(c)
+			var local []time.Duration
+			errs := 0
+			for ctx.Err() == nil {
+				lat, ok := once(t)
+				local = append(local, lat)
+				if !ok {
+					errs++
+				}
+			}
+			mu.Lock()
+			r.latencies = append(r.latencies, local...)
+			r.errors += errs
+			mu.Unlock()
+		}(c)
+	}
+	wg.Wait()
+	r.elapsed = time.Since(start)
+	return r
+}
+
+// forCaller fills %d in header values with the caller's number, so each
+// caller can have an identity of its own.
+func (t target) forCaller(c int) target {
+	header := make(map[string]string, len(t.header))
+	for k, v := range t.header {
+		if strings.Contains(v, "%d") {
+			v = fmt.Sprintf(v, c)
+		}
+		header[k] = v
+	}
+	t.header = header
+	return t
+}
+
+type row struct {
+	name, baseline string
+	ours, base     result
+	focus          string
+}
+
+func printReport(rows []row, procs map[string]*process) {
+	fmt.Printf("\nsandbox latency %s per Pica call, %d rounds A/B interleaved, %s per throughput run\n\n", *latency, *rounds, *duration)
+	fmt.Println("| comparison | baseline | authkit p50 | baseline p50 | authkit p99 | baseline p99 | authkit req/s | baseline req/s | authkit CPU/req | baseline CPU/req | errors | ratio |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range rows {
+		var ratio string
+		switch r.focus {
+		case "p50":
+			ratio = fmt.Sprintf("p50 %.2fx", float64(r.ours.percentile(.5))/float64(r.base.percentile(.5)))
+		case "cpu":
+			ratio = fmt.Sprintf("CPU/token %.2fx, req/s %.2fx", float64(r.ours.cpuPerRequest())/float64(r.base.cpuPerRequest()), r.ours.rps()/r.base.rps())
+		case "rps":
+			ratio = fmt.Sprintf("req/s %.2fx, p99 %+.2fms", r.ours.rps()/r.base.rps(), ms(r.ours.percentile(.99)-r.base.percentile(.99)))
+		}
+		fmt.Printf("| %s | %s | %.1fms | %.1fms | %.1fms | %.1fms | %.0f | %.0f | %.0fµs | %.0fµs | %d/%d | %s |\n",
+			r.name, r.baseline, ms(r.ours.percentile(.5)), ms(r.base.percentile(.5)), ms(r.ours.percentile(.99)), ms(r.base.percentile(.99)),
+			r.ours.rps(), r.base.rps(), us(r.ours.cpuPerRequest()), us(r.base.cpuPerRequest()),
+			r.ours.errors+r.base.errors, len(r.ours.latencies)+len(r.base.latencies), ratio)
+	}
+	fmt.Println("\n| process | peak RSS |")
+	fmt.Println("| --- | --- |")
+	for _, name := range []string{"authkit", "bare caddy", "node sdk", "sandbox"} {
+		fmt.Printf("| %s | %.1f MiB |\n", name, procs[name].peakRSS())
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func connectionKey() string {
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:19100/v1/vault/connections?identity=bench-user", nil)
+	req.Header.Set("x-pica-secret", secret)
+	res, err := client.Do(req)
+	check(err)
+	defer res.Body.Close()
+	var list struct {
+		Rows []struct {
+			Key string `json:"key"`
+		} `json:"rows"`
+	}
+	check(json.NewDecoder(res.Body).Decode(&list))
+	if len(list.Rows) == 0 {
+		check(fmt.Errorf("the sandbox has no connection for bench-user"))
+	}
+	return list.Rows[0].Key
+}
+
+func waitPort(port int) {
+	for i := 0; i < 300; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	check(fmt.Errorf("nothing listens on port %d", port))
+}
+
+func run(cmd *exec.Cmd) {
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	check(cmd.Run())
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
