@@ -42,7 +42,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    ownership_ttl  <duration>            # default 1m
 //	    ownership_cache_size <entries>       # default 100000
 //	    timeout        <duration>            # budget of one Pica call, default 10s
-//	    max_concurrent <calls>               # Pica calls in flight, default 512
+//	    max_concurrent <calls>               # Pica calls in flight, default 1024
 //	    max_body_size  <size>                # token and connection routes, default 64KiB
 //	    proxy {
 //	        <reverse_proxy options>          # e.g. transport http { dial_timeout 2s }

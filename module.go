@@ -34,7 +34,7 @@ const (
 	DefaultOwnershipTTL       = time.Minute
 	DefaultOwnershipCacheSize = 100_000
 	DefaultTimeout            = 10 * time.Second
-	DefaultMaxConcurrent      = 512
+	DefaultMaxConcurrent      = 1024
 	DefaultMaxBodySize        = 64 << 10
 )
 
@@ -107,7 +107,7 @@ type AuthKit struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// Most calls to Pica in flight at once; beyond it callers get 503 with
-	// Retry-After. Default: 512
+	// Retry-After. Default: 1024
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
 
 	// Largest request body accepted on the token and connection routes, in

@@ -302,7 +302,7 @@ type row struct {
 
 func printReport(rows []row, procs map[string]*process) {
 	fmt.Printf("\nsandbox latency %s per Pica call, %d rounds A/B interleaved, %s per throughput run\n\n", *latency, *rounds, *duration)
-	fmt.Println("| comparison | baseline | authkit p50 | baseline p50 | authkit p99 | baseline p99 | authkit req/s | baseline req/s | authkit CPU/req | baseline CPU/req | errors | ratio |")
+	fmt.Println("| comparison | baseline | authkit p50 | baseline p50 | authkit p99 | baseline p99 | authkit req/s | baseline req/s | authkit CPU/req | baseline CPU/req | errors (authkit, baseline) | ratio |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		var ratio string
@@ -314,10 +314,10 @@ func printReport(rows []row, procs map[string]*process) {
 		case "rps":
 			ratio = fmt.Sprintf("req/s %.2fx, p99 %+.2fms", r.ours.rps()/r.base.rps(), ms(r.ours.percentile(.99)-r.base.percentile(.99)))
 		}
-		fmt.Printf("| %s | %s | %.1fms | %.1fms | %.1fms | %.1fms | %.0f | %.0f | %.0fµs | %.0fµs | %d/%d | %s |\n",
+		fmt.Printf("| %s | %s | %.1fms | %.1fms | %.1fms | %.1fms | %.0f | %.0f | %.0fµs | %.0fµs | %d, %d of %d | %s |\n",
 			r.name, r.baseline, ms(r.ours.percentile(.5)), ms(r.base.percentile(.5)), ms(r.ours.percentile(.99)), ms(r.base.percentile(.99)),
 			r.ours.rps(), r.base.rps(), us(r.ours.cpuPerRequest()), us(r.base.cpuPerRequest()),
-			r.ours.errors+r.base.errors, len(r.ours.latencies)+len(r.base.latencies), ratio)
+			r.ours.errors, r.base.errors, len(r.ours.latencies)+len(r.base.latencies), ratio)
 	}
 	fmt.Println("\n| process | peak RSS |")
 	fmt.Println("| --- | --- |")
