@@ -79,16 +79,16 @@ func BenchmarkTokenMerge(b *testing.B) {
 	b.SetBytes(int64(len(pages[0]) * 3))
 	b.ReportAllocs()
 	for b.Loop() {
-		var rows [][]json.RawMessage
+		var rows [][]byte
 		var last authkitPage
 		for _, body := range pages {
 			p, err := parsePage(body)
 			if err != nil {
 				b.Fatal(err)
 			}
-			rows, last = append(rows, p.Rows), p
+			rows, last = append(rows, p.rows), p
 		}
-		_ = mergePages(rows, json.RawMessage(strconv.Itoa(300)), last.RequestID, false)
+		_ = mergePages(rows, []byte(strconv.Itoa(300)), last.requestID, false)
 	}
 }
 

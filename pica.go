@@ -142,7 +142,7 @@ func (p *picaClient) attempt(ctx context.Context, call picaCall, attempt int) (b
 	status := 0
 	if err == nil {
 		status = resp.StatusCode
-		body, err = io.ReadAll(io.LimitReader(resp.Body, maxPicaBody+1))
+		body, err = readBody(resp)
 		resp.Body.Close()
 		if err == nil && len(body) > maxPicaBody {
 			err = errors.New("answer too large")
@@ -167,6 +167,17 @@ func (p *picaClient) attempt(ctx context.Context, call picaCall, attempt int) (b
 		return nil, time.Duration(statusErr.RetryAfter) * time.Second, statusErr
 	}
 	return nil, -1, statusErr
+}
+
+// readBody reads at most maxPicaBody+1 bytes into a buffer sized once from
+// Content-Length.
+func readBody(resp *http.Response) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n <= maxPicaBody {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, maxPicaBody+1))
+	return buf.Bytes(), err
 }
 
 func (p *picaClient) observe(endpoint string, status int, err error, d time.Duration, attempt int) {

@@ -42,12 +42,13 @@ type tokenSource struct {
 	calls singleflight.Group
 }
 
-// authkitPage is one page of POST /v1/authkit; rows stay encoded.
+// authkitPage is what the merge needs of one page of POST /v1/authkit, as
+// raw JSON: rows are copied, never decoded.
 type authkitPage struct {
-	Rows      []json.RawMessage `json:"rows"`
-	Total     json.RawMessage   `json:"total"`
-	Pages     int               `json:"pages"`
-	RequestID json.RawMessage   `json:"requestId"`
+	rows      []byte // inside the rows array's brackets, trimmed
+	total     []byte
+	pages     int
+	requestID []byte
 }
 
 func newTokenSource(pica *picaClient) *tokenSource {
@@ -107,15 +108,14 @@ func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	pages := max(firstPage.Pages, 1)
+	pages := max(firstPage.pages, 1)
 	t.pages.Store(int64(pages))
 	if pages == 1 {
 		return withWhiteLabel(first, <-flags), nil
 	}
 	f.fetch(len(f.pages)+1, pages)
 
-	var rows [][]json.RawMessage
-	rows = append(rows, firstPage.Rows)
+	rows := [][]byte{firstPage.rows}
 	var last authkitPage
 	for n := 2; n <= pages; n++ {
 		body, err := f.result(n)
@@ -125,9 +125,9 @@ func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error)
 		if last, err = parsePage(body); err != nil {
 			return nil, err
 		}
-		rows = append(rows, last.Rows)
+		rows = append(rows, last.rows)
 	}
-	return mergePages(rows, firstPage.Total, last.RequestID, <-flags), nil
+	return mergePages(rows, firstPage.total, last.requestID, <-flags), nil
 }
 
 // pageFetcher requests pages of one token concurrently, within a bound.
@@ -216,12 +216,114 @@ func (t *tokenSource) whiteLabelAsync(ctx context.Context) <-chan bool {
 	return ch
 }
 
+// parsePage finds what the merge needs without decoding the rows. It checks
+// the structure a cut-off or foreign body breaks (an object, balanced
+// brackets, terminated strings, a rows array); the tokens inside the rows
+// are Pica's serializer's and are copied as they are.
 func parsePage(body []byte) (authkitPage, error) {
 	var p authkitPage
-	if err := json.Unmarshal(body, &p); err != nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+	fields, ok := objectFields(body)
+	if !ok {
 		return p, badAnswer()
 	}
+	switch rows := fields["rows"]; {
+	case len(rows) >= 2 && rows[0] == '[':
+		p.rows = bytes.TrimSpace(rows[1 : len(rows)-1])
+	case rows != nil && string(rows) != "null":
+		return p, badAnswer()
+	}
+	p.total, p.requestID = fields["total"], fields["requestId"]
+	p.pages, _ = strconv.Atoi(string(fields["pages"]))
 	return p, nil
+}
+
+// objectFields returns the raw values of a top-level JSON object's keys
+// (those written without escapes), or false if body is not such an object.
+func objectFields(body []byte) (map[string][]byte, bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return nil, false
+	}
+	fields := make(map[string][]byte, 8)
+	if i = skipSpace(body, i+1); i < len(body) && body[i] == '}' {
+		return fields, skipSpace(body, i+1) == len(body)
+	}
+	for {
+		if i >= len(body) || body[i] != '"' {
+			return nil, false
+		}
+		keyEnd := skipValue(body, i)
+		if keyEnd < 0 {
+			return nil, false
+		}
+		key := body[i+1 : keyEnd-1]
+		if i = skipSpace(body, keyEnd); i >= len(body) || body[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(body, i+1)
+		end := skipValue(body, i)
+		if end <= i {
+			return nil, false
+		}
+		fields[string(key)] = body[i:end]
+		if i = skipSpace(body, end); i >= len(body) {
+			return nil, false
+		}
+		switch body[i] {
+		case ',':
+			i = skipSpace(body, i+1)
+		case '}':
+			return fields, skipSpace(body, i+1) == len(body)
+		default:
+			return nil, false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value starting at i, or -1 when a
+// string is not terminated or brackets do not balance.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return -1
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+			if depth < 0 {
+				return i // a scalar ends where its container does
+			}
+		case ',', ':', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	if depth != 0 {
+		return -1
+	}
+	return i
 }
 
 // withWhiteLabel appends isWhiteLabel to a JSON object, as the SDK's
@@ -239,24 +341,23 @@ func withWhiteLabel(object []byte, whiteLabel bool) []byte {
 }
 
 // mergePages writes the SDK's merged token with the rows as they arrived.
-func mergePages(pages [][]json.RawMessage, total, requestID json.RawMessage, whiteLabel bool) []byte {
+func mergePages(pages [][]byte, total, requestID []byte, whiteLabel bool) []byte {
 	size := 128 + len(total) + len(requestID)
 	for _, rows := range pages {
-		for _, row := range rows {
-			size += len(row) + 1
-		}
+		size += len(rows) + 1
 	}
 	out := make([]byte, 0, size)
 	out = append(out, `{"rows":[`...)
 	first := true
 	for _, rows := range pages {
-		for _, row := range rows {
-			if !first {
-				out = append(out, ',')
-			}
-			first = false
-			out = append(out, row...)
+		if len(rows) == 0 {
+			continue
 		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = append(out, rows...)
 	}
 	out = append(out, `],"page":1,"pages":1,"total":`...)
 	out = appendRaw(out, total)
@@ -267,7 +368,7 @@ func mergePages(pages [][]json.RawMessage, total, requestID json.RawMessage, whi
 	return append(out, '}')
 }
 
-func appendRaw(out []byte, raw json.RawMessage) []byte {
+func appendRaw(out, raw []byte) []byte {
 	if len(raw) == 0 {
 		return append(out, "null"...)
 	}

@@ -1,6 +1,7 @@
 package caddyauthkit
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -190,8 +191,7 @@ func TestTokenPicaFaults(t *testing.T) {
 }
 
 func TestMergePagesKeepsRowsAsSent(t *testing.T) {
-	got := mergePages([][]json.RawMessage{{json.RawMessage(`{"id":1}`)}, {json.RawMessage(`{"id":2,"x":[1, 2]}`)}},
-		json.RawMessage(`2`), json.RawMessage(`77`), true)
+	got := mergePages([][]byte{[]byte(`{"id":1}`), nil, []byte(`{"id":2,"x":[1, 2]}`)}, []byte(`2`), []byte(`77`), true)
 	want := `{"rows":[{"id":1},{"id":2,"x":[1, 2]}],"page":1,"pages":1,"total":2,"requestId":77,"isWhiteLabel":true}`
 	if string(got) != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
@@ -199,4 +199,36 @@ func TestMergePagesKeepsRowsAsSent(t *testing.T) {
 	if got := withWhiteLabel([]byte(" {\"rows\":[]}\n"), false); string(got) != `{"rows":[],"isWhiteLabel":false}` {
 		t.Fatalf("withWhiteLabel: %s", got)
 	}
+}
+
+// FuzzParsePage: whatever Pica sends, parsing never panics; an answer it
+// accepts yields rows that form a JSON array whenever the answer was valid
+// JSON, with as many rows as encoding/json finds.
+func FuzzParsePage(f *testing.F) {
+	for _, seed := range []string{
+		`{"rows":[{"id":1},{"id":2,"t":"a\"]}"}],"total":2,"pages":1,"page":1,"requestId":7}`,
+		`{"rows":[],"total":0}`, `{"rows":null}`, `{}`, `{"rows":[{"id":1}`, `<html>`, `{"rows":"x"}`,
+		` {"total":3 , "rows" : [ 1 , [2] , {"a":{}} ] } `,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := parsePage(body)
+		if err != nil || !json.Valid(body) {
+			return
+		}
+		var fields map[string]json.RawMessage // exact keys, as Pica writes them
+		var want []json.RawMessage
+		if json.Unmarshal(body, &fields) != nil || json.Unmarshal(fields["rows"], &want) != nil ||
+			!bytes.Contains(body, []byte(`"rows"`)) {
+			return // not a page, or rows named with escapes
+		}
+		var got []json.RawMessage
+		if err := json.Unmarshal(append(append([]byte("["), p.rows...), ']'), &got); err != nil {
+			t.Fatalf("rows %q of %q are not an array's inside: %v", p.rows, body, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d rows, encoding/json finds %d, in %q", len(got), len(want), body)
+		}
+	})
 }

@@ -39,6 +39,7 @@ var (
 	duration = flag.Duration("duration", 3*time.Second, "length of one throughput run")
 	rounds   = flag.Int("rounds", 2, "A/B rounds per comparison")
 	samples  = flag.Int("samples", 40, "sequential requests per latency run")
+	profile  = flag.String("profile", "", "write a CPU profile of the authkit process during the 200-caller token run to this file")
 )
 
 // pages are the page counts compared; 100 connectors make a page.
@@ -66,7 +67,11 @@ func main() {
 	global := "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n"
 	sandbox := start(dir, bin, "sandbox", global+strings.Join(sandboxSites, "")+
 		fmt.Sprintf("http://127.0.0.1:19100 {\n\tpica_sandbox {\n\t\tsecret %s\n\t\tconnection bench-user gmail\n\t}\n}\n", secret))
-	plugin := start(dir, bin, "authkit", global+strings.Join(pluginSites, "")+
+	pluginGlobal := global
+	if *profile != "" {
+		pluginGlobal = strings.Replace(global, "admin off", "admin localhost:19999", 1)
+	}
+	plugin := start(dir, bin, "authkit", pluginGlobal+strings.Join(pluginSites, "")+
 		"http://127.0.0.1:19200 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n")
 	bare := start(dir, bin, "bare caddy", global+
 		"http://127.0.0.1:19300 {\n\treverse_proxy 127.0.0.1:19100 {\n\t\theader_up x-pica-secret {env.PICA_SECRET_KEY}\n\t}\n}\n"+
@@ -100,6 +105,9 @@ func main() {
 	// 200 callers, 200 identities: no two requests can share Pica calls.
 	a, b := token(19203), token(19403)
 	a.header["X-User"], b.header["X-User"] = "user-%d", "user-%d"
+	if *profile != "" {
+		go saveProfile(*profile, *duration)
+	}
 	ra, rb := compare(func() result { return concurrent(a, 200, *duration) }, func() result { return concurrent(b, 200, *duration) }, plugin, sdk)
 	report = append(report, row{"token, 3 pages, 200 callers", "Node SDK", ra, rb, "cpu"})
 
@@ -345,6 +353,18 @@ func connectionKey() string {
 		check(fmt.Errorf("the sandbox has no connection for bench-user"))
 	}
 	return list.Rows[0].Key
+}
+
+// saveProfile fetches a CPU profile of the authkit process from its admin API.
+func saveProfile(file string, d time.Duration) {
+	res, err := http.Get(fmt.Sprintf("http://localhost:19999/debug/pprof/profile?seconds=%d", int(d.Seconds())))
+	check(err)
+	defer res.Body.Close()
+	f, err := os.Create(file)
+	check(err)
+	defer f.Close()
+	_, err = io.Copy(f, res.Body)
+	check(err)
 }
 
 func waitPort(port int) {
