@@ -36,8 +36,8 @@ const secret = "sk_test_1_sandbox0000000000000000"
 
 var (
 	latency  = flag.Duration("latency", 30*time.Millisecond, "sandbox latency per Pica call")
-	duration = flag.Duration("duration", 3*time.Second, "length of one throughput run")
-	rounds   = flag.Int("rounds", 2, "A/B rounds per comparison")
+	duration = flag.Duration("duration", 4*time.Second, "length of one throughput run")
+	rounds   = flag.Int("rounds", 3, "A/B rounds per comparison")
 	samples  = flag.Int("samples", 40, "sequential requests per latency run")
 	profile  = flag.String("profile", "", "write a CPU profile of the authkit process during the 200-caller token run to this file")
 )
