@@ -9,7 +9,9 @@ import (
 
 // serveControl answers the sandbox's own routes, which Pica does not have:
 //
-//	POST   /sandbox/connections      {"platform","identity","identityType"}: "connect" an account
+//	POST   /sandbox/connections      {"requestId","connectionDefId"}: connect an account for
+//	                                 the identity that token was issued to (as the iframe does),
+//	                                 or {"platform","identity","identityType"} directly
 //	GET    /sandbox/requests         the API requests received
 //	PUT    /sandbox/faults/{endpoint} {"status","delay":"2s","reset","garbage","retry_after","page","times"}
 //	DELETE /sandbox/faults           remove every fault
@@ -27,12 +29,23 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 		case http.MethodPost:
 			var in struct {
-				Platform     string `json:"platform"`
-				Identity     string `json:"identity"`
-				IdentityType string `json:"identityType"`
+				RequestID       int64  `json:"requestId"`
+				ConnectionDefID int    `json:"connectionDefId"`
+				Platform        string `json:"platform"`
+				Identity        string `json:"identity"`
+				IdentityType    string `json:"identityType"`
 			}
-			if json.NewDecoder(r.Body).Decode(&in) != nil || in.Platform == "" {
-				writeError(w, http.StatusBadRequest, "platform is required")
+			if json.NewDecoder(r.Body).Decode(&in) != nil || (in.Platform == "" && in.RequestID == 0) {
+				writeError(w, http.StatusBadRequest, "requestId and connectionDefId, or platform, are required")
+				return
+			}
+			if in.RequestID != 0 {
+				c, ok := s.Connect(in.RequestID, in.ConnectionDefID)
+				if !ok {
+					writeError(w, http.StatusNotFound, "Unknown link session or connector")
+					return
+				}
+				writeJSON(w, http.StatusCreated, c)
 				return
 			}
 			if in.IdentityType == "" {

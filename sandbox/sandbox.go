@@ -114,7 +114,12 @@ type Server struct {
 	requests    []Request
 	requestID   int64
 	rand        *rand.Rand
+	// sessions remembers whom each token's requestId was issued to, so an
+	// AuthKit iframe can connect an account for that identity.
+	sessions map[int64]session
 }
+
+type session struct{ identity, identityType string }
 
 var platformNames = []string{
 	"gmail", "slack", "hubspot", "notion", "github", "salesforce", "google-calendar",
@@ -135,6 +140,7 @@ func New(opts Options) *Server {
 		opts:        opts,
 		environment: "test",
 		faults:      make(map[string]*Fault),
+		sessions:    make(map[int64]session),
 		rand:        rand.New(rand.NewPCG(1, 2)), // the same keys every run
 	}
 	if strings.HasPrefix(opts.Secret, "sk_live_") {
@@ -193,6 +199,21 @@ func (s *Server) addConnectionLocked(identity, identityType, platform string) Co
 	}
 	s.connections = append(s.connections, c)
 	return c
+}
+
+// Connect makes a connection for the identity a token was issued to, as the
+// AuthKit iframe does when the user finishes connecting connectionDefID.
+func (s *Server) Connect(requestID int64, connectionDefID int) (Connection, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	who, ok := s.sessions[requestID]
+	if !ok || connectionDefID < 1 || connectionDefID > len(s.connectors) || !s.connectors[connectionDefID-1].authkit {
+		return Connection{}, false
+	}
+	if who.identityType == "" {
+		who.identityType = "user"
+	}
+	return s.addConnectionLocked(who.identity, who.identityType, s.connectors[connectionDefID-1].Platform), true
 }
 
 // Connections returns the vault.
@@ -415,6 +436,9 @@ func (s *Server) serveAuthKit(w http.ResponseWriter, r *http.Request, body []byt
 	}
 	s.requestID++
 	requestID := s.requestID
+	if len(s.sessions) < 100_000 {
+		s.sessions[requestID] = session{payload.Identity, kind}
+	}
 	s.mu.Unlock()
 
 	rows := make([]map[string]any, 0, limit)
