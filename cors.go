@@ -6,34 +6,52 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-)
-
-// Preflight header values, built once. Header.Add on them copies (their
-// capacity is their length), so sharing them across responses is safe.
-var (
-	// Browsers cache a preflight answer this long at most (Chrome caps it at 2h).
-	maxAgeValue = []string{"7200"}
+	"sync"
 )
 
 // corsPolicy answers preflights and adds the origin headers to every response.
 // An origin that is not allowed gets no Access-Control-Allow-* header at all.
 type corsPolicy struct {
-	anyOrigin    bool
-	origins      map[string]struct{}
-	allowHeaders string
+	anyOrigin bool
+	// origins maps each allowed origin, lowercased, to its header value.
+	origins map[string][]string
+	// allowHeaders by a route's own extra headers ("" for none).
+	allowHeaders map[string][]string
+}
 
-	// routeHeaders is allowHeaders plus a route's own headers, by the latter.
-	routeHeaders map[string]string
+// Header values are built once and shared: Header.Add copies a slice whose
+// capacity is its length, so no response can change another's.
+var (
+	anyOriginValue     = []string{"*"}
+	exposeHeadersValue = []string{"Retry-After"}
+	// Browsers cache a preflight answer this long at most (Chrome caps it at 2h).
+	maxAgeValue = []string{"7200"}
+	trueValue   = []string{"true"}
+)
+
+// preflightVary names what a preflight answer depends on.
+const preflightVary = "Origin, Access-Control-Request-Private-Network"
+
+// headerValues holds the shared value of each route's method list.
+var headerValues sync.Map
+
+func headerValue(v string) []string {
+	if cached, ok := headerValues.Load(v); ok {
+		return cached.([]string)
+	}
+	headerValues.Store(v, []string{v})
+	return []string{v}
 }
 
 func newCORSPolicy(origins, headers []string) *corsPolicy {
-	p := &corsPolicy{origins: make(map[string]struct{}, len(origins))}
+	p := &corsPolicy{origins: make(map[string][]string, len(origins))}
 	for _, o := range origins {
 		if o == "*" {
 			p.anyOrigin = true
 			continue
 		}
-		p.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = struct{}{}
+		o = strings.ToLower(strings.TrimSuffix(o, "/"))
+		p.origins[o] = []string{o}
 	}
 	allow := []string{"Content-Type", "Authorization"}
 	seen := map[string]bool{"content-type": true, "authorization": true}
@@ -45,10 +63,10 @@ func newCORSPolicy(origins, headers []string) *corsPolicy {
 			allow = append(allow, h)
 		}
 	}
-	p.allowHeaders = strings.Join(allow, ", ")
-	p.routeHeaders = map[string]string{
-		"":                       p.allowHeaders,
-		passthroughRoute.headers: p.allowHeaders + ", " + passthroughRoute.headers,
+	base := strings.Join(allow, ", ")
+	p.allowHeaders = map[string][]string{
+		"":                       {base},
+		passthroughRoute.headers: {base + ", " + passthroughRoute.headers},
 	}
 	return p
 }
@@ -56,39 +74,46 @@ func newCORSPolicy(origins, headers []string) *corsPolicy {
 // allowOrigin sets the origin headers of an actual response and reports
 // whether the request's origin is allowed.
 func (p *corsPolicy) allowOrigin(h http.Header, origin string) bool {
-	h.Add("Vary", "Origin")
+	h["Vary"] = append(h["Vary"], "Origin")
+	value, ok := p.originValue(origin)
+	if ok {
+		h["Access-Control-Allow-Origin"] = value
+		h["Access-Control-Expose-Headers"] = exposeHeadersValue
+	}
+	return ok
+}
+
+func (p *corsPolicy) originValue(origin string) ([]string, bool) {
 	if origin == "" {
-		return false
+		return nil, false
 	}
-	allowed := "*"
-	if !p.anyOrigin {
-		if _, ok := p.origins[strings.ToLower(origin)]; !ok {
-			return false
-		}
-		allowed = origin
+	if p.anyOrigin {
+		return anyOriginValue, true
 	}
-	h.Set("Access-Control-Allow-Origin", allowed)
-	h.Set("Access-Control-Expose-Headers", "Retry-After")
-	return true
+	value, ok := p.origins[strings.ToLower(origin)]
+	return value, ok
 }
 
 // preflight answers an OPTIONS request for a route that allows methods.
 // extraHeaders are request headers that route itself needs (e.g. the
-// connection key on passthrough).
+// connection key on passthrough). The answer has only the headers a
+// preflight needs: each one is copied when the status is written.
 func (p *corsPolicy) preflight(w http.ResponseWriter, r *http.Request, methods, extraHeaders string) {
 	h := w.Header()
-	h.Set("Allow", methods)
-	if p.allowOrigin(h, r.Header.Get("Origin")) {
-		h["Vary"] = append(h["Vary"], "Access-Control-Request-Method", "Access-Control-Request-Headers")
-		h.Set("Access-Control-Allow-Methods", methods)
-		allow, ok := p.routeHeaders[extraHeaders]
+	allowedMethods := headerValue(methods)
+	h["Allow"] = allowedMethods
+	h["Vary"] = append(h["Vary"], preflightVary)
+	if origin, ok := p.originValue(r.Header.Get("Origin")); ok {
+		h["Access-Control-Allow-Origin"] = origin
+		h["Access-Control-Allow-Methods"] = allowedMethods
+		allow, ok := p.allowHeaders[extraHeaders]
 		if !ok {
-			allow = p.allowHeaders + ", " + extraHeaders
+			allow = []string{p.allowHeaders[""][0] + ", " + extraHeaders}
 		}
-		h.Set("Access-Control-Allow-Headers", allow)
+		h["Access-Control-Allow-Headers"] = allow
 		h["Access-Control-Max-Age"] = maxAgeValue
 		if strings.EqualFold(r.Header.Get("Access-Control-Request-Private-Network"), "true") {
-			h.Set("Access-Control-Allow-Private-Network", "true")
+			h["Access-Control-Allow-Private-Network"] = trueValue
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -91,10 +92,13 @@ func TestBodyLimit(t *testing.T) {
 	}
 }
 
+// containsValue reads a list header as HTTP does: values and comma lists.
 func containsValue(values []string, want string) bool {
 	for _, v := range values {
-		if v == want {
-			return true
+		for _, item := range strings.Split(v, ",") {
+			if strings.TrimSpace(item) == want {
+				return true
+			}
 		}
 	}
 	return false

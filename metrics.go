@@ -3,6 +3,7 @@ package caddyauthkit
 import (
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,15 @@ type metrics struct {
 	cacheMisses prometheus.Counter
 	evictions   prometheus.Counter
 	denials     *prometheus.CounterVec
+
+	// byRouteCode caches requests' counters: the hot path skips formatting
+	// the code and hashing the labels.
+	byRouteCode sync.Map
+}
+
+type routeCode struct {
+	route string
+	code  int
 }
 
 // newMetrics registers the collectors in registry (Caddy makes a new one on
@@ -95,7 +105,12 @@ func register[C prometheus.Collector](registry *prometheus.Registry, c C) (C, er
 }
 
 func (m *metrics) request(route string, status int) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	key := routeCode{route, status}
+	c, ok := m.byRouteCode.Load(key)
+	if !ok {
+		c, _ = m.byRouteCode.LoadOrStore(key, m.requests.WithLabelValues(route, strconv.Itoa(status)))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 func (m *metrics) picaCall(endpoint, outcome string, d time.Duration) {

@@ -44,6 +44,8 @@ type picaCall struct {
 	Query      url.Values
 	Body       []byte
 	Idempotent bool
+	// Buffer, when set, receives the answer, which then aliases it.
+	Buffer *bytes.Buffer
 }
 
 // picaStatusError is a non-2xx answer from Pica.
@@ -142,7 +144,7 @@ func (p *picaClient) attempt(ctx context.Context, call picaCall, attempt int) (b
 	status := 0
 	if err == nil {
 		status = resp.StatusCode
-		body, err = readBody(resp)
+		body, err = readBody(resp, call.Buffer)
 		resp.Body.Close()
 		if err == nil && len(body) > maxPicaBody {
 			err = errors.New("answer too large")
@@ -169,10 +171,13 @@ func (p *picaClient) attempt(ctx context.Context, call picaCall, attempt int) (b
 	return nil, -1, statusErr
 }
 
-// readBody reads at most maxPicaBody+1 bytes into a buffer sized once from
-// Content-Length.
-func readBody(resp *http.Response) ([]byte, error) {
-	var buf bytes.Buffer
+// readBody reads at most maxPicaBody+1 bytes into buf (a new one when nil),
+// grown once from Content-Length.
+func readBody(resp *http.Response, buf *bytes.Buffer) ([]byte, error) {
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
 	if n := resp.ContentLength; n > 0 && n <= maxPicaBody {
 		buf.Grow(int(n) + bytes.MinRead)
 	}

@@ -82,7 +82,9 @@ func (t *tokenSource) token(ctx context.Context, id identity, page, limit string
 
 func (t *tokenSource) onePage(ctx context.Context, id identity, page, limit string) ([]byte, error) {
 	flags := t.whiteLabelAsync(ctx)
-	body, err := t.fetchPage(ctx, id, page, limit)
+	buf := pageBuffers.Get().(*bytes.Buffer)
+	defer pageBuffers.Put(buf) // withWhiteLabel copies what it keeps
+	body, err := t.fetchPage(ctx, id, page, limit, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -94,10 +96,12 @@ func (t *tokenSource) onePage(ctx context.Context, id identity, page, limit stri
 
 func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops pages fetched in vain when the count shrank
-
 	flags := t.whiteLabelAsync(ctx)
 	f := &pageFetcher{t: t, ctx: ctx, id: id, slots: make(chan struct{}, maxParallelPages)}
+	defer func() {
+		cancel() // stops pages fetched in vain when the count shrank
+		go f.release()
+	}()
 	f.fetch(1, int(t.pages.Load()))
 
 	first, err := f.result(1)
@@ -141,14 +145,18 @@ type pageFetcher struct {
 
 type pendingPage struct {
 	done chan struct{}
-	body []byte
+	buf  *bytes.Buffer
+	body []byte // aliases buf
 	err  error
 }
+
+// pageBuffers hold pages while a token is merged; the merge copies the rows.
+var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // fetch starts pages from..to (1-based) that are not started yet.
 func (f *pageFetcher) fetch(from, to int) {
 	for n := from; n <= to; n++ {
-		p := &pendingPage{done: make(chan struct{})}
+		p := &pendingPage{done: make(chan struct{}), buf: pageBuffers.Get().(*bytes.Buffer)}
 		f.pages = append(f.pages, p)
 		go func(n int) {
 			defer close(p.done)
@@ -159,8 +167,18 @@ func (f *pageFetcher) fetch(from, to int) {
 				p.err = f.ctx.Err()
 				return
 			}
-			p.body, p.err = f.t.fetchPage(f.ctx, f.id, strconv.Itoa(n), tokenPageLimit)
+			p.body, p.err = f.t.fetchPage(f.ctx, f.id, strconv.Itoa(n), tokenPageLimit, p.buf)
 		}(n)
+	}
+}
+
+// release returns the page buffers once every fetch has ended.
+func (f *pageFetcher) release() {
+	for _, p := range f.pages {
+		<-p.done
+		if p.buf.Cap() <= 4<<20 { // a huge page is not worth keeping
+			pageBuffers.Put(p.buf)
+		}
 	}
 }
 
@@ -170,7 +188,7 @@ func (f *pageFetcher) result(n int) ([]byte, error) {
 	return p.body, p.err
 }
 
-func (t *tokenSource) fetchPage(ctx context.Context, id identity, page, limit string) ([]byte, error) {
+func (t *tokenSource) fetchPage(ctx context.Context, id identity, page, limit string, buf *bytes.Buffer) ([]byte, error) {
 	body, _ := json.Marshal(map[string]string{"identity": id.ID, "identityType": id.Type})
 	resp, err := t.pica.do(ctx, picaCall{
 		Endpoint:   "authkit",
@@ -179,6 +197,7 @@ func (t *tokenSource) fetchPage(ctx context.Context, id identity, page, limit st
 		Query:      url.Values{"limit": {limit}, "page": {page}},
 		Body:       body,
 		Idempotent: true,
+		Buffer:     buf,
 	})
 	return resp, unexpected(err)
 }

@@ -39,7 +39,8 @@ var (
 	duration = flag.Duration("duration", 4*time.Second, "length of one throughput run")
 	rounds   = flag.Int("rounds", 3, "A/B rounds per comparison")
 	samples  = flag.Int("samples", 40, "sequential requests per latency run")
-	profile  = flag.String("profile", "", "write a CPU profile of the authkit process during the 200-caller token run to this file")
+	only     = flag.String("only", "", "run only the comparisons whose name contains this (token, passthrough, preflight)")
+	profile  = flag.String("profile", "", "write a CPU profile of the authkit process during its first measured run to this file (pick the run with -only)")
 )
 
 // pages are the page counts compared; 100 connectors make a page.
@@ -92,35 +93,42 @@ func main() {
 	key := connectionKey()
 
 	var report []row
+	want := func(name string) bool { return *only == "" || strings.Contains(name, *only) }
 	token := func(port int) target {
 		return target{method: "POST", url: fmt.Sprintf("http://127.0.0.1:%d/authkit/token", port), header: map[string]string{"X-User": "bench-user"}}
 	}
 	for _, p := range pages {
+		if !want("token") {
+			break
+		}
 		a, b := token(19200+p), token(19400+p)
 		warm(a)
 		warm(b)
 		ra, rb := compare(func() result { return sequential(a, *samples) }, func() result { return sequential(b, *samples) }, plugin, sdk)
 		report = append(report, row{fmt.Sprintf("token p50, %d page(s), 1 caller", p), "Node SDK", ra, rb, "p50"})
 	}
-	// 200 callers, 200 identities: no two requests can share Pica calls.
-	a, b := token(19203), token(19403)
-	a.header["X-User"], b.header["X-User"] = "user-%d", "user-%d"
-	if *profile != "" {
-		go saveProfile(*profile, *duration)
+	if want("token") {
+		// 200 callers, 200 identities: no two requests can share Pica calls.
+		a, b := token(19203), token(19403)
+		a.header["X-User"], b.header["X-User"] = "user-%d", "user-%d"
+		ra, rb := compare(func() result { return concurrent(a, 200, *duration) }, func() result { return concurrent(b, 200, *duration) }, plugin, sdk)
+		report = append(report, row{"token, 3 pages, 200 callers", "Node SDK", ra, rb, "cpu"})
 	}
-	ra, rb := compare(func() result { return concurrent(a, 200, *duration) }, func() result { return concurrent(b, 200, *duration) }, plugin, sdk)
-	report = append(report, row{"token, 3 pages, 200 callers", "Node SDK", ra, rb, "cpu"})
 
-	pass := target{method: "GET", url: "http://127.0.0.1:19200/authkit/passthrough/users/me", header: map[string]string{"X-User": "bench-user", "X-Pica-Connection-Key": key}}
-	base := target{method: "GET", url: "http://127.0.0.1:19300/v1/passthrough/users/me", header: map[string]string{"X-Pica-Connection-Key": key}}
-	warm(pass)
-	ra, rb = compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(base, 64, *duration) }, plugin, bare)
-	report = append(report, row{"passthrough, 64 callers", "bare reverse_proxy", ra, rb, "rps"})
+	if want("passthrough") {
+		pass := target{method: "GET", url: "http://127.0.0.1:19200/authkit/passthrough/users/me", header: map[string]string{"X-User": "bench-user", "X-Pica-Connection-Key": key}}
+		base := target{method: "GET", url: "http://127.0.0.1:19300/v1/passthrough/users/me", header: map[string]string{"X-Pica-Connection-Key": key}}
+		warm(pass)
+		ra, rb := compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(base, 64, *duration) }, plugin, bare)
+		report = append(report, row{"passthrough, 64 callers", "bare reverse_proxy", ra, rb, "rps"})
+	}
 
-	pre := target{method: "OPTIONS", url: "http://127.0.0.1:19200/authkit/token", header: map[string]string{"Origin": "https://authkit.picaos.com", "Access-Control-Request-Method": "POST"}}
-	resp := target{method: "OPTIONS", url: "http://127.0.0.1:19301/authkit/token", header: pre.header}
-	ra, rb = compare(func() result { return concurrent(pre, 64, *duration) }, func() result { return concurrent(resp, 64, *duration) }, plugin, bare)
-	report = append(report, row{"preflight, 64 callers", "respond 204", ra, rb, "rps"})
+	if want("preflight") {
+		pre := target{method: "OPTIONS", url: "http://127.0.0.1:19200/authkit/token", header: map[string]string{"Origin": "https://authkit.picaos.com", "Access-Control-Request-Method": "POST"}}
+		resp := target{method: "OPTIONS", url: "http://127.0.0.1:19301/authkit/token", header: pre.header}
+		ra, rb := compare(func() result { return concurrent(pre, 64, *duration) }, func() result { return concurrent(resp, 64, *duration) }, plugin, bare)
+		report = append(report, row{"preflight, 64 callers", "respond 204", ra, rb, "rps"})
+	}
 
 	printReport(report, map[string]*process{"authkit": plugin, "node sdk": sdk, "bare caddy": bare, "sandbox": sandbox})
 }
@@ -202,7 +210,12 @@ func compare(a, b func() result, pa, pb *process) (result, result) {
 	return ra, rb
 }
 
+var profiling sync.Once
+
 func measure(f func() result, p *process) result {
+	if *profile != "" && p.name == "authkit" {
+		profiling.Do(func() { go saveProfile(*profile, *duration) })
+	}
 	before := p.cpu()
 	r := f()
 	r.cpu = p.cpu() - before

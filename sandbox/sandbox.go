@@ -107,8 +107,12 @@ type Server struct {
 	opts        Options
 	environment string
 
+	connectors []connector
+	// authkitRows are the enabled connectors as rows of POST /v1/authkit,
+	// encoded once; like connectors, never changed after New.
+	authkitRows [][]byte
+
 	mu          sync.Mutex
-	connectors  []connector
 	connections []Connection
 	faults      map[string]*Fault
 	requests    []Request
@@ -159,6 +163,18 @@ func New(opts Options) *Server {
 			Tags: []string{}, OAuth: true, Tools: 10 + i, Version: "1.0.0", Active: true,
 			authkit: i < opts.Connectors,
 		})
+		if !s.connectors[i].authkit {
+			continue
+		}
+		c := s.connectors[i]
+		row, _ := json.Marshal(map[string]any{
+			"id": 1000 + c.ID, "connectionDefId": c.ID, "type": "api", "title": c.Name,
+			"image": c.Image, "activatedAt": 1735689600000, "secretId": nil,
+			"clientSecretDisplay": nil, "clientIdDisplay": nil, "scopes": nil,
+			"environment": s.environment, "guide": nil, "createdAt": 1735689600000,
+			"tags": []string{}, "active": true,
+		})
+		s.authkitRows = append(s.authkitRows, row)
 	}
 	return s
 }
@@ -428,12 +444,6 @@ func (s *Server) serveAuthKit(w http.ResponseWriter, r *http.Request, body []byt
 		return
 	}
 	s.mu.Lock()
-	var enabled []connector
-	for _, c := range s.connectors {
-		if c.authkit {
-			enabled = append(enabled, c)
-		}
-	}
 	s.requestID++
 	requestID := s.requestID
 	if len(s.sessions) < 100_000 {
@@ -441,20 +451,20 @@ func (s *Server) serveAuthKit(w http.ResponseWriter, r *http.Request, body []byt
 	}
 	s.mu.Unlock()
 
-	rows := make([]map[string]any, 0, limit)
-	for _, c := range window(len(enabled), limit, page) {
-		con := enabled[c]
-		rows = append(rows, map[string]any{
-			"id": 1000 + con.ID, "connectionDefId": con.ID, "type": "api", "title": con.Name,
-			"image": con.Image, "activatedAt": 1735689600000, "secretId": nil,
-			"clientSecretDisplay": nil, "clientIdDisplay": nil, "scopes": nil,
-			"environment": s.environment, "guide": nil, "createdAt": 1735689600000,
-			"tags": []string{}, "active": true,
-		})
+	// Keys in the order encoding/json gives a map.
+	rows := s.authkitRows
+	answer := fmt.Appendf(nil, `{"page":%d,"pages":%d,"requestId":%d,"rows":[`, page, pages(len(rows), limit), requestID)
+	for i, c := range window(len(rows), limit, page) {
+		if i > 0 {
+			answer = append(answer, ',')
+		}
+		answer = append(answer, rows[c]...)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"rows": rows, "total": len(enabled), "pages": pages(len(enabled), limit), "page": page, "requestId": requestID,
-	})
+	answer = fmt.Appendf(answer, `],"total":%d}`, len(rows))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(answer)
 }
 
 func (s *Server) serveVaultList(w http.ResponseWriter, r *http.Request) {
