@@ -23,6 +23,10 @@ const maxPicaBody = 32 << 20
 // maxAttempts is how often an idempotent Pica call is tried.
 const maxAttempts = 3
 
+// maxRetryWait is the longest wait Pica may ask for that the gateway sits
+// out itself; a longer one goes to the caller as Retry-After at once.
+const maxRetryWait = time.Second
+
 // picaClient makes the gateway's own calls to the Pica API (everything but
 // passthrough, which goes through reverse_proxy).
 type picaClient struct {
@@ -108,7 +112,7 @@ func (p *picaClient) do(ctx context.Context, call picaCall) ([]byte, error) {
 			return body, nil
 		}
 		lastErr = err
-		if !call.Idempotent || wait < 0 || attempt == maxAttempts {
+		if !call.Idempotent || wait < 0 || wait > maxRetryWait || attempt == maxAttempts {
 			break
 		}
 		p.metrics.retry(call.Endpoint)
