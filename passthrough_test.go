@@ -7,15 +7,19 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
@@ -369,4 +373,32 @@ func requestsTo(pica *sandbox.Server, endpoint string) []sandbox.Request {
 func sha(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// TestPassthroughToHTTPSPicaNamesPicasHost: against an HTTPS API (as
+// api.picaos.com is), the upstream request is addressed to Pica's host, not
+// the app's, and carries the secret.
+func TestPassthroughToHTTPSPicaNamesPicasHost(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	alice := pica.AddConnection("alice", "user", "gmail")
+	upstream := httptest.NewTLSServer(pica)
+	defer upstream.Close()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL,
+		"ownership off\n\t\tproxy {\n\t\t\ttransport http {\n\t\t\t\ttls_insecure_skip_verify\n\t\t\t}\n\t\t}"), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	g := &gateway{t: t, tester: tester, pica: pica}
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/users/me", map[string]string{"X-Pica-Connection-Key": alice.Key}), 200, "")
+	reqs := requestsTo(pica, "passthrough")
+	if len(reqs) != 1 {
+		t.Fatalf("%d passthrough calls", len(reqs))
+	}
+	if want := strings.TrimPrefix(upstream.URL, "https://"); reqs[0].Host != want {
+		t.Fatalf("Host %q reached Pica, want %q", reqs[0].Host, want)
+	}
+	if reqs[0].Header.Get("X-Pica-Secret") != testSecret {
+		t.Fatal("no secret over TLS")
+	}
 }

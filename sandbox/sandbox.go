@@ -78,6 +78,7 @@ type Connection struct {
 type Request struct {
 	Endpoint string      `json:"endpoint"`
 	Method   string      `json:"method"`
+	Host     string      `json:"host"`
 	Path     string      `json:"path"`
 	RawQuery string      `json:"rawQuery"`
 	Header   http.Header `json:"header"`
@@ -289,7 +290,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	s.mu.Lock()
 	s.requests = append(s.requests, Request{
-		Endpoint: endpoint, Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
+		Endpoint: endpoint, Method: r.Method, Host: r.Host, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
 		Header: r.Header.Clone(), Body: body,
 	})
 	s.mu.Unlock()
