@@ -22,7 +22,7 @@ func BenchmarkPreflight(b *testing.B) {
 	r.Header.Set("Access-Control-Request-Method", "POST")
 	b.ReportAllocs()
 	for b.Loop() {
-		p.preflight(discard{http.Header{}}, r, tokenRoute.methods, tokenRoute.headers)
+		p.preflight(discard{http.Header{}}, r, tokenRoute)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 )
 
 // corsPolicy answers preflights and adds the origin headers to every response.
@@ -15,8 +14,8 @@ type corsPolicy struct {
 	anyOrigin bool
 	// origins maps each allowed origin, lowercased, to its header value.
 	origins map[string][]string
-	// allowHeaders by a route's own extra headers ("" for none).
-	allowHeaders map[string][]string
+	// allowHeaders is the Access-Control-Allow-Headers value of each route.
+	allowHeaders map[*route][]string
 }
 
 // Header values are built once and shared: Header.Add copies a slice whose
@@ -31,17 +30,6 @@ var (
 
 // preflightVary names what a preflight answer depends on.
 const preflightVary = "Origin, Access-Control-Request-Private-Network"
-
-// headerValues holds the shared value of each route's method list.
-var headerValues sync.Map
-
-func headerValue(v string) []string {
-	if cached, ok := headerValues.Load(v); ok {
-		return cached.([]string)
-	}
-	headerValues.Store(v, []string{v})
-	return []string{v}
-}
 
 func newCORSPolicy(origins, headers []string) *corsPolicy {
 	p := &corsPolicy{origins: make(map[string][]string, len(origins))}
@@ -64,9 +52,13 @@ func newCORSPolicy(origins, headers []string) *corsPolicy {
 		}
 	}
 	base := strings.Join(allow, ", ")
-	p.allowHeaders = map[string][]string{
-		"":                       {base},
-		passthroughRoute.headers: {base + ", " + passthroughRoute.headers},
+	p.allowHeaders = make(map[*route][]string, len(routes))
+	for _, rt := range routes {
+		value := base
+		if rt.headers != "" {
+			value += ", " + rt.headers
+		}
+		p.allowHeaders[rt] = []string{value}
 	}
 	return p
 }
@@ -94,23 +86,17 @@ func (p *corsPolicy) originValue(origin string) ([]string, bool) {
 	return value, ok
 }
 
-// preflight answers an OPTIONS request for a route that allows methods.
-// extraHeaders are request headers that route itself needs (e.g. the
-// connection key on passthrough). The answer has only the headers a
-// preflight needs: each one is copied when the status is written.
-func (p *corsPolicy) preflight(w http.ResponseWriter, r *http.Request, methods, extraHeaders string) {
+// preflight answers an OPTIONS request for rt. The answer has only the
+// headers a preflight needs: net/http copies each one when the status is
+// written.
+func (p *corsPolicy) preflight(w http.ResponseWriter, r *http.Request, rt *route) {
 	h := w.Header()
-	allowedMethods := headerValue(methods)
-	h["Allow"] = allowedMethods
+	h["Allow"] = rt.allow
 	h["Vary"] = append(h["Vary"], preflightVary)
 	if origin, ok := p.originValue(r.Header.Get("Origin")); ok {
 		h["Access-Control-Allow-Origin"] = origin
-		h["Access-Control-Allow-Methods"] = allowedMethods
-		allow, ok := p.allowHeaders[extraHeaders]
-		if !ok {
-			allow = []string{p.allowHeaders[""][0] + ", " + extraHeaders}
-		}
-		h["Access-Control-Allow-Headers"] = allow
+		h["Access-Control-Allow-Methods"] = rt.allow
+		h["Access-Control-Allow-Headers"] = p.allowHeaders[rt]
 		h["Access-Control-Max-Age"] = maxAgeValue
 		if strings.EqualFold(r.Header.Get("Access-Control-Request-Private-Network"), "true") {
 			h["Access-Control-Allow-Private-Network"] = trueValue

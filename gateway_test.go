@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -205,6 +206,22 @@ func (g *gateway) do(req request) response {
 func (g *gateway) as(user, method, path string, header map[string]string) response {
 	g.t.Helper()
 	return g.do(request{method: method, url: appURL + path, user: user, header: header})
+}
+
+// concurrently makes n calls at once and returns their answers in order;
+// the caller checks them on the test's own goroutine.
+func concurrently(n int, call func(i int) response) []response {
+	answers := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = call(i)
+		}()
+	}
+	wg.Wait()
+	return answers
 }
 
 // expect fails the test unless res has status (and, for errors, code).

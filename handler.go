@@ -12,28 +12,33 @@ import (
 
 // route is one of the module's endpoints under the prefix.
 type route struct {
-	name    string // in metrics and logs
-	methods string // Allow header, OPTIONS included
+	name string // in metrics and logs
+	// allow is the Allow header's value: the route's methods, OPTIONS included.
+	allow []string
 	// headers the browser may need to send on this route besides the
 	// configured ones
 	headers string
 }
 
+func newRoute(name, methods, headers string) *route {
+	return &route{name: name, allow: []string{methods}, headers: headers}
+}
+
 var (
-	tokenRoute       = route{name: "token", methods: "POST, OPTIONS"}
-	connectionsRoute = route{name: "connections", methods: "GET, OPTIONS"}
-	connectionRoute  = route{name: "connection", methods: "DELETE, OPTIONS"}
-	connectorsRoute  = route{name: "connectors", methods: "GET, OPTIONS"}
-	passthroughRoute = route{
-		name:    "passthrough",
-		methods: "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-		headers: "x-pica-connection-key, x-pica-action-id",
-	}
-	unknownRoute = route{name: "unknown"}
+	tokenRoute       = newRoute("token", "POST, OPTIONS", "")
+	connectionsRoute = newRoute("connections", "GET, OPTIONS", "")
+	connectionRoute  = newRoute("connection", "DELETE, OPTIONS", "")
+	connectorsRoute  = newRoute("connectors", "GET, OPTIONS", "")
+	passthroughRoute = newRoute("passthrough", "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+		"x-pica-connection-key, x-pica-action-id")
+	unknownRoute = newRoute("unknown", "", "")
+
+	// routes are those a request can be answered on.
+	routes = []*route{tokenRoute, connectionsRoute, connectionRoute, connectorsRoute, passthroughRoute}
 )
 
-func (rt route) allows(method string) bool {
-	for _, m := range strings.Split(rt.methods, ", ") {
+func (rt *route) allows(method string) bool {
+	for m := range strings.SplitSeq(rt.allow[0], ", ") {
 		if m == method {
 			return true
 		}
@@ -55,7 +60,7 @@ func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	// Preflight comes without credentials: it is answered before identity.
 	if r.Method == http.MethodOptions && rt != unknownRoute {
-		a.cors.preflight(w, r, rt.methods, rt.headers)
+		a.cors.preflight(w, r, rt)
 		a.metrics.request(rt.name, http.StatusNoContent)
 		return nil
 	}
@@ -72,13 +77,13 @@ func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return nil
 }
 
-func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt route, arg string) error {
+func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg string) error {
 	if rt == unknownRoute {
 		return newError(http.StatusNotFound, "route_not_found", "no such AuthKit route")
 	}
 	if !rt.allows(r.Method) {
-		w.Header().Set("Allow", rt.methods)
-		return newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+rt.methods)
+		w.Header()["Allow"] = rt.allow
+		return newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+rt.allow[0])
 	}
 	id, err := a.resolveIdentity(r)
 	if err != nil {
@@ -110,7 +115,7 @@ func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt route, arg st
 
 // matchRoute names the route of the path after the prefix, and its argument
 // (the connection id of DELETE connections/{id}).
-func matchRoute(rest string) (route, string) {
+func matchRoute(rest string) (*route, string) {
 	switch rest {
 	case "token":
 		return tokenRoute, ""

@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -124,20 +123,11 @@ func TestOwnershipIsCachedAndCoalesced(t *testing.T) {
 	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 100 * time.Millisecond})
 	g := startGateway(t, pica, "")
 
-	var wg sync.WaitGroup
-	statuses := make(chan int, 20)
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			statuses <- g.as("alice", "GET", "/authkit/passthrough/users/me", map[string]string{"X-Pica-Connection-Key": g.alice.Key}).StatusCode
-		}()
-	}
-	wg.Wait()
-	close(statuses)
-	for s := range statuses {
-		if s != 200 {
-			t.Fatalf("status %d", s)
+	for _, res := range concurrently(20, func(int) response {
+		return g.as("alice", "GET", "/authkit/passthrough/users/me", map[string]string{"X-Pica-Connection-Key": g.alice.Key})
+	}) {
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
 		}
 	}
 	if n := pica.Count("vault_list"); n != 1 {

@@ -73,19 +73,8 @@ http://localhost:9080 {
 func TestOverloadIs503NotAPileUp(t *testing.T) {
 	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 300 * time.Millisecond})
 	g := startGateway(t, pica, "max_concurrent 1")
-	var wg sync.WaitGroup
-	results := make(chan response, 6)
-	for i := 0; i < 6; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results <- g.as("alice", "GET", "/authkit/connections", nil)
-		}()
-	}
-	wg.Wait()
-	close(results)
 	overloaded := 0
-	for res := range results {
+	for _, res := range concurrently(6, func(int) response { return g.as("alice", "GET", "/authkit/connections", nil) }) {
 		if res.StatusCode == 503 {
 			overloaded++
 			if res.errorCode(t) != "overloaded" || res.Header.Get("Retry-After") == "" {
@@ -103,15 +92,9 @@ func TestOverloadIs503NotAPileUp(t *testing.T) {
 func TestIdenticalTokenRequestsShareOneCall(t *testing.T) {
 	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 300 * time.Millisecond})
 	g := startGateway(t, pica, "")
-	var wg sync.WaitGroup
-	for i := 0; i < 10; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
-		}()
+	for _, res := range concurrently(10, func(int) response { return g.as("alice", "POST", "/authkit/token", nil) }) {
+		expect(t, res, 200, "")
 	}
-	wg.Wait()
 	if n := pica.Count("authkit"); n > 2 {
 		t.Fatalf("10 concurrent tokens for one user made %d page calls", n)
 	}
@@ -184,16 +167,13 @@ func loadRound(t *testing.T, g *gateway, pica *sandbox.Server) {
 
 	pica.SetFault("*", sandbox.Fault{Delay: 3 * time.Second})
 	defer pica.ClearFaults()
-	for c := 0; c < 50; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			if res := g.as([]string{"alice", "bob"}[c%2], "GET", "/authkit/connections", nil); res.StatusCode != 504 {
-				failures.Add(1)
-			}
-		}(c)
+	for _, res := range concurrently(50, func(c int) response {
+		return g.as([]string{"alice", "bob"}[c%2], "GET", "/authkit/connections", nil)
+	}) {
+		if res.StatusCode != 504 {
+			failures.Add(1)
+		}
 	}
-	wg.Wait()
 	if failures.Load() != 0 {
 		t.Fatalf("%d slow calls were not answered 504", failures.Load())
 	}

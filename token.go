@@ -83,8 +83,8 @@ func (t *tokenSource) token(ctx context.Context, id identity, page, limit string
 func (t *tokenSource) onePage(ctx context.Context, id identity, page, limit string) ([]byte, error) {
 	flags := t.whiteLabelAsync(ctx)
 	buf := pageBuffers.Get().(*bytes.Buffer)
-	defer pageBuffers.Put(buf) // withWhiteLabel copies what it keeps
-	body, err := t.fetchPage(ctx, id, page, limit, buf)
+	defer putPageBuffer(buf) // withWhiteLabel copies what it keeps
+	body, err := t.fetchPage(ctx, tokenPayload(id), page, limit, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (t *tokenSource) onePage(ctx context.Context, id identity, page, limit stri
 func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	flags := t.whiteLabelAsync(ctx)
-	f := &pageFetcher{t: t, ctx: ctx, id: id, slots: make(chan struct{}, maxParallelPages)}
+	f := &pageFetcher{t: t, ctx: ctx, payload: tokenPayload(id), slots: make(chan struct{}, maxParallelPages)}
 	defer func() {
 		cancel() // stops pages fetched in vain when the count shrank
 		go f.release()
@@ -136,11 +136,11 @@ func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error)
 
 // pageFetcher requests pages of one token concurrently, within a bound.
 type pageFetcher struct {
-	t     *tokenSource
-	ctx   context.Context
-	id    identity
-	slots chan struct{}
-	pages []*pendingPage
+	t       *tokenSource
+	ctx     context.Context
+	payload []byte // the same body for every page
+	slots   chan struct{}
+	pages   []*pendingPage
 }
 
 type pendingPage struct {
@@ -152,6 +152,12 @@ type pendingPage struct {
 
 // pageBuffers hold pages while a token is merged; the merge copies the rows.
 var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putPageBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= 4<<20 { // a huge page is not worth keeping
+		pageBuffers.Put(buf)
+	}
+}
 
 // fetch starts pages from..to (1-based) that are not started yet.
 func (f *pageFetcher) fetch(from, to int) {
@@ -167,7 +173,7 @@ func (f *pageFetcher) fetch(from, to int) {
 				p.err = f.ctx.Err()
 				return
 			}
-			p.body, p.err = f.t.fetchPage(f.ctx, f.id, strconv.Itoa(n), tokenPageLimit, p.buf)
+			p.body, p.err = f.t.fetchPage(f.ctx, f.payload, strconv.Itoa(n), tokenPageLimit, p.buf)
 		}(n)
 	}
 }
@@ -176,9 +182,7 @@ func (f *pageFetcher) fetch(from, to int) {
 func (f *pageFetcher) release() {
 	for _, p := range f.pages {
 		<-p.done
-		if p.buf.Cap() <= 4<<20 { // a huge page is not worth keeping
-			pageBuffers.Put(p.buf)
-		}
+		putPageBuffer(p.buf)
 	}
 }
 
@@ -188,14 +192,19 @@ func (f *pageFetcher) result(n int) ([]byte, error) {
 	return p.body, p.err
 }
 
-func (t *tokenSource) fetchPage(ctx context.Context, id identity, page, limit string, buf *bytes.Buffer) ([]byte, error) {
+// tokenPayload is the body of POST /v1/authkit for id, as the SDK sends it.
+func tokenPayload(id identity) []byte {
 	body, _ := json.Marshal(map[string]string{"identity": id.ID, "identityType": id.Type})
+	return body
+}
+
+func (t *tokenSource) fetchPage(ctx context.Context, payload []byte, page, limit string, buf *bytes.Buffer) ([]byte, error) {
 	resp, err := t.pica.do(ctx, picaCall{
 		Endpoint:   "authkit",
 		Method:     http.MethodPost,
 		Path:       "/v1/authkit",
 		Query:      url.Values{"limit": {limit}, "page": {page}},
-		Body:       body,
+		Body:       payload,
 		Idempotent: true,
 		Buffer:     buf,
 	})
