@@ -52,7 +52,6 @@ type picaClient struct {
 	slots    chan struct{}
 	logger   *zap.Logger
 	metrics  *metrics
-	sleep    func(ctx context.Context, d time.Duration) error
 }
 
 // vendorCall is one request to the vendor.
@@ -86,7 +85,6 @@ func newPicaClient(base *url.URL, p *provider, secret string, transport http.Rou
 		slots:   make(chan struct{}, maxConcurrent),
 		logger:  logger,
 		metrics: m,
-		sleep:   sleepContext,
 	}
 }
 
@@ -130,7 +128,7 @@ func (p *picaClient) do(ctx context.Context, call vendorCall) ([]byte, error) {
 			break
 		}
 		p.metrics.retry(call.endpoint)
-		if p.sleep(ctx, backoff(attempt, wait)) != nil {
+		if sleepContext(ctx, backoff(attempt, wait)) != nil {
 			break
 		}
 	}
