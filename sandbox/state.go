@@ -99,7 +99,7 @@ type Server struct {
 	environment string
 
 	connectors []connector
-	// authkitRows are the enabled connectors as rows of POST /v1/authkit,
+	// authkitRows are the enabled connectors as rows of the token endpoint,
 	// encoded once; like connectors, never changed after New.
 	authkitRows [][]byte
 
