@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 )
 
 // provisionProxy loads the guest reverse_proxy, with its upstream and
@@ -65,7 +66,7 @@ func (a *AuthKit) provisionProxy(ctx caddy.Context) (http.RoundTripper, error) {
 	}
 	a.proxy = mod.(*reverseproxy.Handler)
 	transport := a.proxy.Transport
-	a.proxy.Transport = &vendorTransport{next: transport, provider: a.provider, secret: a.secret}
+	a.proxy.Transport = &vendorTransport{next: transport, provider: a.provider, secret: a.secret, logger: a.logger}
 	return transport, nil
 }
 
@@ -88,6 +89,7 @@ type vendorTransport struct {
 	next     http.RoundTripper
 	provider *provider
 	secret   string
+	logger   *zap.Logger
 }
 
 func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -112,14 +114,22 @@ func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	adaptResponse(res, t.secret, call)
+	vendorStatus := res.StatusCode
+	if failure := adaptResponse(res, t.secret, call); failure != nil && failure.Status >= 500 {
+		t.logger.Error("vendor failed a passthrough call",
+			zap.Int("vendor_status", vendorStatus),
+			zap.String("code", failure.Code),
+			zap.String("vendor_correlation_id", failure.VendorCorrelationID),
+			zap.String("request_id", requestIDOf(req.Context())))
+	}
 	return res, nil
 }
 
 // adaptResponse restores the third party's Content-Type, flags a third
 // party's 401 as a grant to renew, and replaces an error of the vendor's own
-// (one without renamed third-party headers) with the gateway's envelope.
-func adaptResponse(res *http.Response, secret string, call *checkedCall) {
+// (one without renamed third-party headers) with the gateway's envelope,
+// which it returns.
+func adaptResponse(res *http.Response, secret string, call *checkedCall) *apiError {
 	for name := range res.Header {
 		if strings.HasPrefix(name, "Access-Control-") || name == "Set-Cookie" {
 			delete(res.Header, name)
@@ -134,14 +144,16 @@ func adaptResponse(res *http.Response, secret string, call *checkedCall) {
 		if res.StatusCode == http.StatusUnauthorized && call.platform != "" {
 			res.Header.Set("AuthKit-Reconnect", call.platform)
 		}
-		return
+		return nil
 	}
 	if res.StatusCode < 400 {
-		return
+		return nil
 	}
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 	res.Body.Close()
-	replaceWithError(res, vendorError(res.StatusCode, res.Header, raw, secret))
+	failure := vendorError(res.StatusCode, res.Header, raw, secret)
+	replaceWithError(res, failure)
+	return failure
 }
 
 func replaceWithError(res *http.Response, body *apiError) {
