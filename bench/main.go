@@ -6,6 +6,9 @@
 //     10 pages of connectors;
 //   - passthrough (ownership on, cached) vs. bare Caddy reverse_proxy with
 //     header_up x-pica-secret, to the same local upstream;
+//   - passthrough with the audit trail on (to a file, as the README shows)
+//     vs. audit off, and keyless (X-AuthKit-Connection, resolution cached)
+//     vs. the key header, in the same authkit process;
 //   - preflight vs. Caddy's own respond 204.
 //
 // Each side runs in its own process, so CPU time and peak RSS are its own.
@@ -72,8 +75,12 @@ func main() {
 	if *profile != "" {
 		pluginGlobal = strings.Replace(global, "admin off", "admin localhost:19999", 1)
 	}
+	// The audit trail goes to a file of its own, as the README shows.
+	pluginGlobal = strings.Replace(pluginGlobal, "auto_https off\n", "auto_https off\n\tlog audit {\n\t\tinclude http.handlers.authkit.audit\n\t\toutput file "+
+		filepath.Join(dir, "audit.log")+"\n\t}\n\tlog default {\n\t\texclude http.handlers.authkit.audit\n\t}\n", 1)
 	plugin := start(dir, bin, "authkit", pluginGlobal+strings.Join(pluginSites, "")+
-		"http://127.0.0.1:19200 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n")
+		"http://127.0.0.1:19200 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n"+
+		"http://127.0.0.1:19210 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t\taudit off\n\t}\n}\n")
 	bare := start(dir, bin, "bare caddy", global+
 		"http://127.0.0.1:19300 {\n\treverse_proxy 127.0.0.1:19100 {\n\t\theader_up x-pica-secret {env.PICA_SECRET_KEY}\n\t}\n}\n"+
 		"http://127.0.0.1:19301 {\n\trespond 204\n}\n")
@@ -87,7 +94,7 @@ func main() {
 			_ = p.cmd.Process.Kill()
 		}
 	}()
-	for _, port := range []int{19100, 19200, 19300, 19301, 19201, 19401} {
+	for _, port := range []int{19100, 19200, 19210, 19300, 19301, 19201, 19401} {
 		waitPort(port)
 	}
 	key := connectionKey()
@@ -121,6 +128,17 @@ func main() {
 		warm(pass)
 		ra, rb := compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(base, 64, *duration) }, plugin, bare)
 		report = append(report, row{"passthrough, 64 callers", "bare reverse_proxy", ra, rb, "rps"})
+
+		quiet := pass
+		quiet.url = strings.Replace(pass.url, ":19200/", ":19210/", 1)
+		warm(quiet)
+		ra, rb = compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(quiet, 64, *duration) }, plugin, plugin)
+		report = append(report, row{"passthrough audit on, 64 callers", "audit off", ra, rb, "rps"})
+
+		keyless := target{method: "GET", url: pass.url, header: map[string]string{"X-User": "bench-user", "X-AuthKit-Connection": "gmail"}}
+		warm(keyless)
+		ra, rb = compare(func() result { return concurrent(keyless, 64, *duration) }, func() result { return concurrent(pass, 64, *duration) }, plugin, plugin)
+		report = append(report, row{"passthrough keyless (cached), 64 callers", "key header", ra, rb, "rps"})
 	}
 
 	if want("preflight") {
