@@ -149,3 +149,9 @@ func (f auditFact) data() map[string]any {
 		"bytes": f.bytes, "duration": f.duration.Seconds(), "request_id": f.requestID,
 	}
 }
+
+// auditRefused records a request refused before its route's handler ran,
+// such as one without an identity or with a bad ticket (wired in serve).
+func (a *AuthKit) auditRefused(r *http.Request, rt *route, err error) {
+	a.audit(r, newAudit(rt, identity{}), &err)
+}

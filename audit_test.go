@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
 
@@ -189,5 +191,25 @@ func TestAuditOffWritesNoLineButEventsStillGo(t *testing.T) {
 	}
 	if line := auditLineOf(t, logFile, e.Data["request_id"]); line != nil {
 		t.Fatalf("audit off, yet %v", line)
+	}
+}
+
+func TestCaddyfileAuditOption(t *testing.T) {
+	for input, want := range map[string]*bool{
+		"authkit {\n\tsecret {env.X}\n}":              nil,
+		"authkit {\n\tsecret {env.X}\n\taudit off\n}": new(bool),
+		"authkit {\n\tsecret {env.X}\n\taudit on\n}":  nil, // the default
+	} {
+		var a AuthKit
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+			t.Fatalf("%q: %v", input, err)
+		}
+		if (a.Audit == nil) != (want == nil) || a.Audit != nil && *a.Audit != *want {
+			t.Fatalf("%q: audit %v, want %v", input, a.Audit, want)
+		}
+	}
+	var a AuthKit
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("authkit {\n\taudit maybe\n}")); err == nil {
+		t.Fatal("audit maybe was accepted")
 	}
 }

@@ -22,6 +22,12 @@ func (a *AuthKit) resolveConnection(ctx context.Context, id identity, value stri
 	if !byID && !validName(value) {
 		return nil, newError(http.StatusBadRequest, "connection_invalid", "the "+keylessHeader+" header must be a platform name or a connection id")
 	}
+	if !byID && a.platforms != nil {
+		// Refused before asking the vault; a resolved key is checked again.
+		if _, ok := a.platforms[value]; !ok {
+			return nil, newError(http.StatusForbidden, "platform_not_allowed", "this platform is not allowed through the gateway")
+		}
+	}
 	found, err := a.owners.load(ctx, ownerCacheKey(id, resolvesName, value), func(ctx context.Context) (string, bool, error) {
 		var conn vaultConnection
 		var err error

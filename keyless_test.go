@@ -128,6 +128,9 @@ func TestKeylessRefusesAKeyToo(t *testing.T) {
 func TestKeylessAppliesThePlatformAllowList(t *testing.T) {
 	g := startGateway(t, nil, "platforms slack")
 	expect(t, g.keyless("alice", "gmail"), http.StatusForbidden, "platform_not_allowed")
+	if n := len(g.pica.Requests()); n != 0 {
+		t.Fatalf("%d vendor calls for a platform refused by name", n)
+	}
 	expect(t, g.keyless("alice", g.alice.ID), http.StatusForbidden, "platform_not_allowed")
 	if keys := g.sentKeys(); len(keys) != 0 {
 		t.Fatalf("a call went upstream with %q", keys)

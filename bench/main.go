@@ -80,7 +80,7 @@ func main() {
 		filepath.Join(dir, "audit.log")+"\n\t}\n\tlog default {\n\t\texclude http.handlers.authkit.audit\n\t}\n", 1)
 	plugin := start(dir, bin, "authkit", pluginGlobal+strings.Join(pluginSites, "")+
 		"http://127.0.0.1:19200 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n"+
-		"http://127.0.0.1:19210 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t\taudit off\n\t}\n}\n")
+		"http://127.0.0.1:19250 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t\taudit off\n\t}\n}\n")
 	bare := start(dir, bin, "bare caddy", global+
 		"http://127.0.0.1:19300 {\n\treverse_proxy 127.0.0.1:19100 {\n\t\theader_up x-pica-secret {env.PICA_SECRET_KEY}\n\t}\n}\n"+
 		"http://127.0.0.1:19301 {\n\trespond 204\n}\n")
@@ -94,7 +94,7 @@ func main() {
 			_ = p.cmd.Process.Kill()
 		}
 	}()
-	for _, port := range []int{19100, 19200, 19210, 19300, 19301, 19201, 19401} {
+	for _, port := range []int{19100, 19200, 19250, 19300, 19301, 19201, 19401} {
 		waitPort(port)
 	}
 	key := connectionKey()
@@ -130,7 +130,7 @@ func main() {
 		report = append(report, row{"passthrough, 64 callers", "bare reverse_proxy", ra, rb, "rps"})
 
 		quiet := pass
-		quiet.url = strings.Replace(pass.url, ":19200/", ":19210/", 1)
+		quiet.url = strings.Replace(pass.url, ":19200/", ":19250/", 1)
 		warm(quiet)
 		ra, rb = compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(quiet, 64, *duration) }, plugin, plugin)
 		report = append(report, row{"passthrough audit on, 64 callers", "audit off", ra, rb, "rps"})
