@@ -15,6 +15,10 @@ const (
 	outcomeReconnect = "reconnect_needed" // the third party refused the grant (401)
 )
 
+// codeStreamBroken is the audit's code of an answer that failed after it
+// began; the caller saw the status, then a cut.
+const codeStreamBroken = "stream_broken"
+
 // auditRecord is one audited request: filled in as facts become known, and
 // ended once, by a.audit, when the handler returns.
 type auditRecord struct {
@@ -43,11 +47,11 @@ func (a *AuthKit) audit(r *http.Request, rec *auditRecord, errp *error) {
 		err = *errp
 	}
 	status, code := rec.status, ""
-	if err != nil {
-		if _, started := err.(streamError); !started || status == 0 {
-			body := errorBody(err)
-			status, code = body.Status, body.Code
-		}
+	if _, started := err.(streamError); started && status != 0 {
+		code = codeStreamBroken // the status was sent, the answer cut short
+	} else if err != nil {
+		body := errorBody(err)
+		status, code = body.Status, body.Code
 	}
 	if status == 0 {
 		status = http.StatusOK
@@ -81,7 +85,7 @@ func auditOutcome(status int, code string, reconnect bool) string {
 	case status == http.StatusUnauthorized, status == http.StatusForbidden,
 		status == http.StatusNotFound && (code == "connection_not_found" || code == "connection_not_owned"):
 		return outcomeDenied
-	case status >= 400:
+	case status >= 400, code == codeStreamBroken:
 		return outcomeFailed
 	}
 	return outcomeAllowed

@@ -213,3 +213,26 @@ func TestCaddyfileAuditOption(t *testing.T) {
 		t.Fatal("audit maybe was accepted")
 	}
 }
+
+func TestAuditOutcome(t *testing.T) {
+	for _, c := range []struct {
+		status    int
+		code      string
+		reconnect bool
+		want      string
+	}{
+		{200, "", false, outcomeAllowed},
+		{401, "identity_missing", false, outcomeDenied},
+		{403, "connection_not_owned", false, outcomeDenied},
+		{404, "connection_not_found", false, outcomeDenied},
+		{404, "route_not_found", false, outcomeFailed},
+		{409, "connection_ambiguous", false, outcomeFailed},
+		{502, "vendor_unreachable", false, outcomeFailed},
+		{200, codeStreamBroken, false, outcomeFailed},
+		{401, "", true, outcomeReconnect},
+	} {
+		if got := auditOutcome(c.status, c.code, c.reconnect); got != c.want {
+			t.Errorf("%d %s reconnect=%v: %s, want %s", c.status, c.code, c.reconnect, got, c.want)
+		}
+	}
+}
