@@ -14,7 +14,8 @@ import (
 
 // TestCaddyfileAdapt checks testdata/caddyfile_adapt/*.caddyfiletest: a
 // Caddyfile, ten dashes, then the JSON it adapts to, or the error it must
-// fail with (files named error_*).
+// fail with (files named error_*; the expected text may end with the
+// ", at FILE:LINE" the error must point at).
 func TestCaddyfileAdapt(t *testing.T) {
 	files, err := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
 	if err != nil || len(files) == 0 {
@@ -31,7 +32,9 @@ func TestCaddyfileAdapt(t *testing.T) {
 				t.Fatal("no ten-dash separator")
 			}
 			if strings.HasPrefix(filepath.Base(file), "error_") {
-				_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+				// The file's name lets errors say file:line, and lets the
+				// parser read the line a {$VAR} was written on.
+				_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": file})
 				if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(expected)) {
 					t.Fatalf("error %v, want one containing %q", err, strings.TrimSpace(expected))
 				}
