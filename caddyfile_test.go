@@ -164,35 +164,3 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		}
 	})
 }
-
-// TestReadmeCaddyfilesAdapt adapts every caddyfile block of the README, so a
-// snippet cannot rot either. Syntax references (with <placeholders>) are
-// skipped; blocks for modules this build lacks may fail only on those.
-func TestReadmeCaddyfilesAdapt(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := strings.Split(string(readme), "```caddyfile\n")[1:]
-	if len(blocks) < 4 {
-		t.Fatalf("found %d caddyfile blocks", len(blocks))
-	}
-	external := []string{"authorize", "jwtauth", "rate_limit"}
-	for i, block := range blocks {
-		block, _, _ = strings.Cut(block, "```")
-		if strings.Contains(block, "<") {
-			continue
-		}
-		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(block), nil)
-		if err == nil {
-			continue
-		}
-		needsModule := false
-		for _, name := range external {
-			needsModule = needsModule || strings.Contains(block, name) && strings.Contains(err.Error(), name)
-		}
-		if !needsModule {
-			t.Errorf("README caddyfile block %d does not adapt: %v\n%s", i+1, err, block)
-		}
-	}
-}
