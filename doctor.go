@@ -43,11 +43,14 @@ It exits 0 only when every handler works.`,
 
 // cmdDoctor is `caddy authkit doctor`: exit status 1 when a handler fails.
 func cmdDoctor(fl caddycmd.Flags) (int, error) {
-	if failed := runDoctor(os.Stdout, fl.String("config"), fl.String("adapter")); failed > 0 {
+	if failed := runDoctor(doctorOutput, fl.String("config"), fl.String("adapter")); failed > 0 {
 		return 1, fmt.Errorf("authkit doctor: %d problem(s) found", failed)
 	}
 	return 0, nil
 }
+
+// doctorOutput receives the doctor's report.
+var doctorOutput io.Writer = os.Stdout
 
 // doctorTimeout bounds each handler's calls to the vendor.
 const doctorTimeout = 10 * time.Second

@@ -162,6 +162,9 @@ http://localhost:9081 {
 func TestDoctorCommandExitStatus(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	os.WriteFile(path, []byte(fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret {env.AUTHKIT_TEST_SECRET}\n\t\tapi http://%s\n\t}\n}\n", closedPort(t))), 0o600)
+	var out bytes.Buffer
+	doctorOutput = &out
+	defer func() { doctorOutput = os.Stdout }()
 	cmd := &cobra.Command{Use: "authkit"}
 	addDoctorCommand(cmd)
 	cmd.SetArgs([]string{"doctor", "--config", path, "--adapter", "caddyfile"})
@@ -170,6 +173,7 @@ func TestDoctorCommandExitStatus(t *testing.T) {
 	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "1 problem") {
 		t.Fatalf("error %v, want one that makes caddy exit 1", err)
 	}
+	mustContain(t, out.String(), "FAIL: cannot reach", "the command's report")
 }
 
 func TestSecretSourceIsNamed(t *testing.T) {
