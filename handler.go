@@ -62,6 +62,10 @@ func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case strings.HasPrefix(r.URL.Path, a.Prefix+"/"):
 		rest = r.URL.Path[len(a.Prefix)+1:]
 	case r.URL.Path == a.Prefix:
+	case a.prefixStripped(r):
+		a.writeError(w, r, unknownRoute, notRetryable(newError(http.StatusInternalServerError, "config_error",
+			"authkit sees paths without its prefix "+a.Prefix+": it is inside handle_path (or uri strip_prefix); use handle")))
+		return nil
 	default:
 		return next.ServeHTTP(w, r)
 	}
@@ -123,6 +127,18 @@ func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg s
 		return a.serveConnectors(w, r)
 	}
 	panic(fmt.Sprintf("authkit: route %q has no handler", rt.name))
+}
+
+// prefixStripped tells a request whose path had the prefix removed before
+// it got here (handle_path, uri strip_prefix): passed on, it would end in an
+// empty 200 that is hard to trace back to the config.
+func (a *AuthKit) prefixStripped(r *http.Request) bool {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil {
+		return false
+	}
+	return orig.URL.Path == a.Prefix+r.URL.Path ||
+		(orig.URL.Path == a.Prefix || orig.URL.Path == a.Prefix+"/") && (r.URL.Path == "/" || r.URL.Path == "")
 }
 
 // matchRoute names the route of the path after the prefix, and its argument

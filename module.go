@@ -193,8 +193,8 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.secret = secret
-	if !strings.Contains(a.Secret, "{") {
-		a.logger.Warn("the secret is written into the config; use {env.ONE_SECRET_KEY} or {file.*} so it stays out of the admin API and autosaved config")
+	for _, warning := range a.warnings() {
+		a.logger.Warn(warning)
 	}
 	ticketKey := secret
 	if a.TicketKey != "" {
@@ -288,6 +288,10 @@ func resolveSecret(placeholder string) (string, error) {
 	}
 	secret := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(placeholder, ""))
 	if secret == "" {
+		// The replacer turns a missing file or variable into "": say which.
+		if err := secretSourceMissing(placeholder); err != nil {
+			return "", fmt.Errorf("authkit: secret %s: %v", placeholder, err)
+		}
 		return "", fmt.Errorf("authkit: secret %s is empty", placeholder)
 	}
 	if strings.ContainsAny(secret, "\r\n\x00") {

@@ -1,8 +1,11 @@
 package caddyauthkit
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -90,6 +93,63 @@ func checkIdentity(placeholder string) error {
 func checkIdentityType(kind string) error {
 	if !isPlaceholder(kind) && !validIdentityType(kind) {
 		return fmt.Errorf("identity_type must be user, team, organization, project or a placeholder, not %q", kind)
+	}
+	return nil
+}
+
+// warnings lists what the configuration allows but is likely a mistake; the
+// handler logs them at provision and `caddy authkit doctor` prints them.
+// Call after setDefaults.
+func (a *AuthKit) warnings() []string {
+	var out []string
+	if !strings.Contains(a.Secret, "{") {
+		out = append(out, "the secret is written into the config; use {env.ONE_SECRET_KEY} or {file.*} so it stays out of the admin API and autosaved config")
+	}
+	if header := headerOfPlaceholder(a.Identity); header != "" && !a.IdentityTrustedProxiesOnly {
+		out = append(out, "identity is the request header "+header+": the authentication layer must set it and strip the client's own "+
+			"(forward_auth ... { copy_headers "+header+" }), or any client names itself; add identity_trusted_proxies_only if it comes from a trusted proxy")
+	}
+	for _, origin := range a.CORSOrigins {
+		if origin == "*" {
+			out = append(out, "cors_origins * lets any web site call the routes with the user's credentials; list the vendor's iframe and your app")
+		}
+	}
+	if u, err := url.Parse(a.API); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		out = append(out, "api "+a.API+" is plain http: the secret crosses the network unencrypted")
+	}
+	if a.Ownership != nil && !*a.Ownership {
+		out = append(out, "ownership is off: any signed-in user may use any connection through passthrough")
+	}
+	return out
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// secretSourceMissing explains an empty secret whose placeholder is a single
+// {file.PATH} or {env.NAME}: Caddy's replacer turns a missing file or an
+// unset variable into "", which would otherwise read as "is empty".
+func secretSourceMissing(placeholder string) error {
+	inner, ok := strings.CutPrefix(placeholder, "{")
+	if inner, ok = strings.CutSuffix(inner, "}"); !ok || strings.ContainsAny(inner, "{}") {
+		return nil
+	}
+	if path, ok := strings.CutPrefix(inner, "file."); ok {
+		_, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("file %s does not exist", path)
+		case err != nil:
+			return fmt.Errorf("file %s cannot be read: %v", path, errors.Unwrap(err))
+		}
+		return nil
+	}
+	if name, ok := strings.CutPrefix(inner, "env."); ok {
+		if _, set := os.LookupEnv(name); !set {
+			return fmt.Errorf("environment variable %s is not set", name)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,312 @@
+package caddyauthkit
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/spf13/cobra"
+
+	"github.com/caddyauthkit/caddyauthkit/sandbox"
+)
+
+// doctorOn writes caddyfile to a temporary file, runs the doctor on it and
+// returns how many handlers failed and what it printed.
+func doctorOn(t *testing.T, caddyfile string) (int, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	failed := runDoctor(&out, path, "caddyfile")
+	return failed, out.String()
+}
+
+// closedPort is an address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestDoctor(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 7, WhiteLabel: true})
+	api := httptest.NewServer(pica)
+	defer api.Close()
+
+	t.Run("good config", func(t *testing.T) {
+		failed, out := doctorOn(t, fmt.Sprintf(`http://localhost:9080 {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+		identity {http.request.header.X-Auth-User}
+	}
+}
+http://localhost:9081 {
+	route {
+		authkit {
+			secret {env.AUTHKIT_TEST_SECRET}
+			api %[1]s
+			prefix /one
+			ticket_ttl 2m
+		}
+	}
+}`, api.URL))
+		if failed != 0 {
+			t.Fatalf("%d failed:\n%s", failed, out)
+		}
+		for _, want := range []string{
+			"authkit #1 (server srv0",
+			"authkit #2 (server srv1",
+			"api:          " + api.URL,
+			"prefix:       /one",
+			"secret ok:    accepted by " + api.URL,
+			"connectors:   7 enabled in AuthKit",
+			"white label:  true",
+			"ticket ttl:   2m0s",
+			"cors origins: https://authkit.picaos.com",
+			"request header X-Auth-User from any client",
+			"WARNING: identity is the request header X-Auth-User",
+			"summary: 2 authkit handler(s), 2 ok, 0 failed",
+		} {
+			mustContain(t, out, want, "doctor output")
+		}
+		if strings.Count(out, "WARNING: identity") != 1 {
+			t.Fatalf("the header warning must be on the header handler only:\n%s", out)
+		}
+		if strings.Contains(out, testSecret) || strings.Contains(out, testSecret[8:]) {
+			t.Fatal("the doctor printed the secret")
+		}
+		if pica.Count("connectors") != 2 {
+			t.Fatalf("%d connectors calls, want one per handler", pica.Count("connectors"))
+		}
+	})
+
+	t.Run("wrong secret", func(t *testing.T) {
+		t.Setenv("DOCTOR_WRONG_SECRET", "sk_test_1_notTheRightOne")
+		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+	authkit {
+		secret {env.DOCTOR_WRONG_SECRET}
+		api %s
+	}
+}`, api.URL))
+		if failed != 1 {
+			t.Fatalf("%d failed, want 1:\n%s", failed, out)
+		}
+		mustContain(t, out, "FAIL: secret rejected by "+api.URL, "doctor output")
+		mustContain(t, out, "summary: 1 authkit handler(s), 0 ok, 1 failed", "doctor output")
+		if strings.Contains(out, "notTheRightOne") {
+			t.Fatal("the doctor printed the secret")
+		}
+	})
+
+	t.Run("unreachable api", func(t *testing.T) {
+		addr := closedPort(t)
+		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api http://%s
+	}
+}`, addr))
+		if failed != 1 {
+			t.Fatalf("%d failed, want 1:\n%s", failed, out)
+		}
+		mustContain(t, out, "FAIL: cannot reach http://"+addr, "doctor output")
+	})
+
+	t.Run("missing secret file and one good handler", func(t *testing.T) {
+		missing := filepath.Join(t.TempDir(), "no-such-secret")
+		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+	authkit {
+		secret {file.%s}
+		api %s
+		cors_origins *
+	}
+}
+:9081 {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %[2]s
+	}
+}`, missing, api.URL))
+		if failed != 1 {
+			t.Fatalf("%d failed, want 1:\n%s", failed, out)
+		}
+		mustContain(t, out, "file "+missing+" does not exist", "doctor output")
+		mustContain(t, out, "WARNING: cors_origins *", "doctor output")
+		mustContain(t, out, "summary: 2 authkit handler(s), 1 ok, 1 failed", "doctor output")
+	})
+
+	t.Run("no authkit", func(t *testing.T) {
+		failed, out := doctorOn(t, ":9080 {\n\trespond ok\n}\n")
+		if failed != 1 {
+			t.Fatalf("%d failed, want 1:\n%s", failed, out)
+		}
+		mustContain(t, out, "no authkit handler", "doctor output")
+	})
+}
+
+func TestDoctorCommandExitStatus(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	os.WriteFile(path, []byte(fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret {env.AUTHKIT_TEST_SECRET}\n\t\tapi http://%s\n\t}\n}\n", closedPort(t))), 0o600)
+	var out bytes.Buffer
+	doctorOutput = &out
+	defer func() { doctorOutput = os.Stdout }()
+	cmd := &cobra.Command{Use: "authkit"}
+	addDoctorCommand(cmd)
+	cmd.SetArgs([]string{"doctor", "--config", path, "--adapter", "caddyfile"})
+	cmd.SetOut(new(bytes.Buffer))
+	cmd.SetErr(new(bytes.Buffer))
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "1 problem") {
+		t.Fatalf("error %v, want one that makes caddy exit 1", err)
+	}
+	mustContain(t, out.String(), "FAIL: cannot reach", "the command's report")
+}
+
+func TestSecretSourceIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	for placeholder, want := range map[string]string{
+		"{file." + filepath.Join(dir, "missing") + "}": "file " + filepath.Join(dir, "missing") + " does not exist",
+		"{file." + dir + "}":                           "file " + dir + " cannot be read",
+		"{env.AUTHKIT_DOCTOR_UNSET}":                   "environment variable AUTHKIT_DOCTOR_UNSET is not set",
+	} {
+		_, err := resolveSecret(placeholder)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", placeholder, err, want)
+		}
+	}
+	t.Setenv("AUTHKIT_DOCTOR_EMPTY", " ")
+	if _, err := resolveSecret("{env.AUTHKIT_DOCTOR_EMPTY}"); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Errorf("a set but blank variable: %v", err)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	header := AuthKit{Secret: "{env.X}", Identity: "{http.request.header.X-User}", API: "https://api.picaos.com"}
+	if w := strings.Join(header.warnings(), "\n"); !strings.Contains(w, "copy_headers X-User") {
+		t.Fatalf("no header identity warning: %q", w)
+	}
+	header.IdentityTrustedProxiesOnly = true
+	if w := header.warnings(); len(w) != 0 {
+		t.Fatalf("warnings for a trusted header identity: %q", w)
+	}
+	plain := AuthKit{Secret: "sk_test_x", Identity: DefaultIdentity, API: "http://pica.internal", CORSOrigins: []string{"*"}, Ownership: new(bool)}
+	w := strings.Join(plain.warnings(), "\n")
+	for _, want := range []string{"written into the config", "cors_origins *", "plain http", "ownership is off"} {
+		mustContain(t, w, want, "warnings")
+	}
+	if local := (AuthKit{Secret: "{env.X}", Identity: DefaultIdentity, API: "http://127.0.0.1:8080"}); len(local.warnings()) != 0 {
+		t.Fatalf("warnings for a loopback http api: %q", local.warnings())
+	}
+}
+
+// TestProvisionWarnsOfAHeaderIdentity: the header site of the test config
+// has no identity_trusted_proxies_only, so Caddy's log says what to do.
+func TestProvisionWarnsOfAHeaderIdentity(t *testing.T) {
+	startGateway(t, nil, "")
+	log := readLog(t)
+	mustContain(t, log, "identity is the request header X-Auth-User", "Caddy's log")
+	mustContain(t, log, "copy_headers X-Auth-User", "Caddy's log")
+}
+
+const handlePathConfig = `{
+	admin localhost:2999
+	skip_install_trust
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+http://localhost:9080 {
+	handle_path /authkit/* {
+		authkit {
+			secret {env.AUTHKIT_TEST_SECRET}
+			api %s
+			identity {http.request.header.X-Auth-User}
+			identity_trusted_proxies_only
+		}
+		respond "app" 200
+	}
+	handle /elsewhere/* {
+		uri strip_prefix /elsewhere
+		authkit {
+			secret {env.AUTHKIT_TEST_SECRET}
+			api %[1]s
+		}
+		respond "passed on" 200
+	}
+}
+`
+
+// TestHandlePathIsAConfigError: inside handle_path the prefix is gone, and
+// the answer says so instead of an empty 200 from the next handler.
+func TestHandlePathIsAConfigError(t *testing.T) {
+	api := httptest.NewServer(sandbox.New(sandbox.Options{Secret: testSecret}))
+	defer api.Close()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(handlePathConfig, api.URL), "caddyfile")
+	g := &gateway{t: t, tester: tester}
+
+	for _, path := range []string{"/authkit/connections", "/authkit/token", "/authkit/passthrough/x", "/authkit/"} {
+		res := g.do(request{method: "GET", url: appURL + path})
+		expect(t, res, http.StatusInternalServerError, "config_error")
+		mustContain(t, string(res.body), "inside handle_path", path)
+		if res.json(t)["error"].(map[string]any)["retryable"] != false {
+			t.Fatalf("%s: a config error is not retryable: %s", path, res.body)
+		}
+	}
+	// A stripped path that was never under the prefix is passed on.
+	res := g.do(request{method: "GET", url: appURL + "/elsewhere/x"})
+	expect(t, res, http.StatusOK, "")
+	if string(res.body) != "passed on" {
+		t.Fatalf("body %q", res.body)
+	}
+}
+
+// TestConfigurationErrorsAreNotRetryable: a rejected secret and an `api`
+// that is not the vendor's are the gateway's own faults, which trying again
+// cannot cure; the gateway does not retry them either.
+func TestConfigurationErrorsAreNotRetryable(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: "sk_test_1_anotherAccountsKey"})
+	g := startGateway(t, pica, "")
+	for _, path := range []string{"/authkit/token", "/authkit/connections"} {
+		method := map[string]string{"/authkit/token": "POST", "/authkit/connections": "GET"}[path]
+		res := g.as("alice", method, path, nil)
+		expect(t, res, http.StatusBadGateway, "vendor_rejected_secret")
+		if res.json(t)["error"].(map[string]any)["retryable"] != false {
+			t.Fatalf("%s: rejected secret marked retryable: %s", path, res.body)
+		}
+	}
+	if n := pica.Count("authkit"); n != 1 {
+		t.Fatalf("%d token calls: a rejected secret was retried", n)
+	}
+
+	notVendor := httptest.NewServer(http.NotFoundHandler())
+	defer notVendor.Close()
+	g.tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, notVendor.URL, ""), "caddyfile")
+	for _, path := range []string{"/authkit/token", "/authkit/connections", "/authkit/connectors"} {
+		method := map[string]string{"/authkit/token": "POST"}[path]
+		if method == "" {
+			method = "GET"
+		}
+		res := g.as("alice", method, path, nil)
+		expect(t, res, http.StatusBadGateway, "vendor_refused")
+		env := res.json(t)["error"].(map[string]any)
+		if env["retryable"] != false {
+			t.Fatalf("%s: wrong api marked retryable: %s", path, res.body)
+		}
+		mustContain(t, env["message"].(string), "check `api`", path)
+	}
+}
