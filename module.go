@@ -284,7 +284,7 @@ func defaultDuration(d *caddy.Duration, fallback time.Duration) {
 // placeholder, never a value.
 func resolveSecret(placeholder string) (string, error) {
 	if placeholder == "" {
-		return "", fmt.Errorf("authkit: secret is required (use {env.PICA_SECRET_KEY})")
+		return "", fmt.Errorf("authkit: secret is required (use {env.ONE_SECRET_KEY} or {env.PICA_SECRET_KEY})")
 	}
 	secret := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(placeholder, ""))
 	if secret == "" {
@@ -296,6 +296,11 @@ func resolveSecret(placeholder string) (string, error) {
 	}
 	if strings.ContainsAny(secret, "\r\n\x00") {
 		return "", fmt.Errorf("authkit: secret %s contains control characters", placeholder)
+	}
+	if strings.ContainsAny(secret, "{}") {
+		// A nested placeholder ({file.{env.DIR}/key}) resolves to its own
+		// leftovers, a wrong key that would only fail at the vendor.
+		return "", fmt.Errorf("authkit: secret %s does not resolve to a key (placeholders cannot be nested; write the path out)", placeholder)
 	}
 	return secret, nil
 }
