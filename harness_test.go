@@ -3,6 +3,7 @@ package caddyauthkit
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,6 +67,10 @@ const (
 	appURL = "http://localhost:9080"
 	// headerURL is a site whose identity is the X-Auth-User header.
 	headerURL = "http://localhost:9081"
+	// ticketURL is a site as an app using tickets sets it up: basic_auth
+	// covers everything but the token route (reached from the vendor's
+	// iframe with a ticket) and preflight.
+	ticketURL = "http://localhost:9082"
 )
 
 const gatewayConfig = `{
@@ -108,6 +113,25 @@ http://localhost:9081 {
 	}
 	respond "app" 200
 }
+
+http://localhost:9082 {
+	log
+	@authed {
+		not path /authkit/token
+		not method OPTIONS
+	}
+	basic_auth @authed {
+		alice %[2]s
+		bob %[3]s
+	}
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %[4]s
+		cors_origins https://authkit.picaos.com
+		%[5]s
+	}
+	respond "app" 200
+}
 `
 
 // gateway is a real Caddy with authkit in front of a sandboxed Pica.
@@ -116,32 +140,100 @@ type gateway struct {
 	tester  *caddytest.Tester
 	pica    *sandbox.Server
 	picaURL string
+	// caFile is the vendor's CA PEM when it is served over TLS.
+	caFile string
+	// options are those loaded into both authkit blocks.
+	options string
 	// alice's and bob's connections, made before Caddy starts
 	alice, bob sandbox.Connection
 }
 
 // startGateway loads the test config with options added to both authkit
-// blocks, against pica (a fresh sandbox when nil).
+// blocks, against pica (a fresh sandbox when nil) served over plain HTTP.
 func startGateway(t *testing.T, pica *sandbox.Server, options string) *gateway {
 	t.Helper()
+	return startGatewayWith(t, vendorSetup{pica: pica}, options)
+}
+
+// vendorSetup says how the vendor the gateway talks to is served.
+type vendorSetup struct {
+	// pica is the sandbox behind the vendor; a fresh one when nil.
+	pica *sandbox.Server
+	// wrap, when set, stands between the gateway and the sandbox: a hostile
+	// or observing vendor.
+	wrap func(http.Handler) http.Handler
+	// tls serves the vendor over HTTPS with httptest's own CA, which the
+	// gateway is told to trust only in its proxy block (see trustVendorCA).
+	tls bool
+}
+
+// startGatewayWith starts the vendor as setup says, then Caddy with options
+// added to both authkit blocks. With setup.tls, vendorCAPlaceholder in
+// options becomes the path of the vendor's CA PEM file.
+func startGatewayWith(t *testing.T, setup vendorSetup, options string) *gateway {
+	t.Helper()
+	pica := setup.pica
 	if pica == nil {
 		pica = sandbox.New(sandbox.Options{Secret: testSecret})
 	}
 	g := &gateway{t: t, pica: pica}
 	g.alice = pica.AddConnection("alice", "user", "gmail")
 	g.bob = pica.AddConnection("bob", "user", "slack")
-	upstream := httptest.NewServer(pica)
-	t.Cleanup(upstream.Close)
-	g.picaURL = upstream.URL
-
-	g.tester = caddytest.NewTester(t)
-	g.tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL, options), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
+	var handler http.Handler = pica
+	if setup.wrap != nil {
+		handler = setup.wrap(pica)
 	}
+	if setup.tls {
+		upstream := httptest.NewTLSServer(handler)
+		t.Cleanup(upstream.Close)
+		g.picaURL = upstream.URL
+		g.caFile = writeCA(t, upstream)
+		options = strings.ReplaceAll(options, vendorCAPlaceholder, g.caFile)
+	} else {
+		upstream := httptest.NewServer(handler)
+		t.Cleanup(upstream.Close)
+		g.picaURL = upstream.URL
+	}
+	g.options = options
+	g.tester = caddytest.NewTester(t)
+	g.load(options)
 	pica.ResetRequests()
 	return g
 }
+
+// load (re)loads the test config with options, as a config change in
+// production would: InitServer posts it to the admin API's /load and waits
+// until the admin API answers with it.
+func (g *gateway) load(options string) {
+	g.t.Helper()
+	g.tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, g.picaURL, options), "caddyfile")
+	if g.t.Failed() {
+		g.t.FailNow()
+	}
+}
+
+// writeCA writes the certificate of a TLS test server, its own CA, as PEM
+// to a temporary file and returns its path.
+func writeCA(t *testing.T, srv *httptest.Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "vendor-ca.pem")
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(path, block, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// vendorCAPlaceholder stands for the TLS vendor's CA file in options.
+const vendorCAPlaceholder = "{vendor_ca}"
+
+// trustVendorCA is the proxy block that trusts the TLS vendor's CA, and
+// nothing else about it: every route must reach the vendor with it.
+const trustVendorCA = `proxy {
+			transport http {
+				tls_trust_pool file ` + vendorCAPlaceholder + `
+			}
+		}`
 
 // response is an answer with its body read.
 type response struct {
