@@ -224,6 +224,10 @@ func writeCA(t *testing.T, srv *httptest.Server) string {
 	return path
 }
 
+// sandboxTokenEndpoint is the sandbox's name for the token endpoint in its
+// recorded requests ("token" once the reworked sandbox lands).
+const sandboxTokenEndpoint = "authkit"
+
 // vendorCAPlaceholder stands for the TLS vendor's CA file in options.
 const vendorCAPlaceholder = "{vendor_ca}"
 

@@ -8,10 +8,6 @@ import (
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
 
-// sandboxTokenEndpoint is the sandbox's name for the token endpoint in its
-// recorded requests ("token" once the reworked sandbox lands).
-const sandboxTokenEndpoint = "authkit"
-
 // TestEveryRouteReachesAnHTTPSVendorTrustedOnlyInTheProxyBlock: the vendor
 // is served over HTTPS by a CA that only the proxy block's
 // `tls_trust_pool file` names (not the system pool, not
