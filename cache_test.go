@@ -1,6 +1,8 @@
 package caddyauthkit
 
 import (
+	"context"
+	"errors"
 	"runtime"
 	"strconv"
 	"testing"
@@ -72,4 +74,127 @@ func liveHeap() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft: callers share one
+// call; the call goes on while one of them still waits, and its context is
+// cancelled once the last has gone.
+func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
+	var g flightGroup
+	started := make(chan struct{})
+	cancelled := make(chan error, 1)
+	fetch := func(ctx context.Context) (any, error) {
+		close(started)
+		<-ctx.Done()
+		cancelled <- ctx.Err()
+		return nil, ctx.Err()
+	}
+	first, leaveFirst := context.WithCancel(context.Background())
+	second, leaveSecond := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	go func() { _, err := g.do(first, "k", fetch); errs <- err }()
+	<-started
+	go func() {
+		_, err := g.do(second, "k", func(context.Context) (any, error) {
+			t.Error("a second call ran for the same key")
+			return nil, nil
+		})
+		errs <- err
+	}()
+	// The second caller is counted once it waits: poll the group's state.
+	for {
+		g.mu.Lock()
+		waiters := g.calls["k"].waiters
+		g.mu.Unlock()
+		if waiters == 2 {
+			break
+		}
+		runtime.Gosched()
+	}
+
+	leaveFirst()
+	if err := <-errs; !errors.Is(err, errClientGone) {
+		t.Fatalf("the caller that left got %v, want errClientGone", err)
+	}
+	select {
+	case err := <-cancelled:
+		t.Fatalf("the call was cancelled (%v) while a caller still waited", err)
+	default:
+	}
+	leaveSecond()
+	if err := <-errs; !errors.Is(err, errClientGone) {
+		t.Fatalf("the last caller got %v", err)
+	}
+	select {
+	case err := <-cancelled:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the call ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second): // a failure guard, not a wait
+		t.Fatal("the call went on after every caller had left")
+	}
+}
+
+// TestFlightGroupSharesOneResultAndForgetsIt: concurrent callers get the
+// one call's value; a later caller starts a new call.
+func TestFlightGroupSharesOneResultAndForgetsIt(t *testing.T) {
+	var g flightGroup
+	release := make(chan struct{})
+	calls := 0
+	fetch := func(context.Context) (any, error) {
+		calls++ // only ever one call in flight per key
+		<-release
+		return calls, nil
+	}
+	values := make(chan any, 2)
+	for range 2 {
+		go func() { v, _ := g.do(context.Background(), "k", fetch); values <- v }()
+	}
+	for {
+		g.mu.Lock()
+		f := g.calls["k"]
+		n := 0
+		if f != nil {
+			n = f.waiters
+		}
+		g.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	if a, b := <-values, <-values; a != 1 || b != 1 {
+		t.Fatalf("callers got %v and %v, want the one call's 1", a, b)
+	}
+	if v, _ := g.do(context.Background(), "k", fetch); v != 2 {
+		t.Fatalf("a later caller got %v, want a new call's 2", v)
+	}
+}
+
+// TestCacheLoadKeepsOnlyWhatFetchSaysToKeep: a value fetched with keep
+// false (an error answer, say) is not remembered.
+func TestCacheLoadKeepsOnlyWhatFetchSaysToKeep(t *testing.T) {
+	c := newCache[int](10, time.Minute)
+	n := 0
+	fetch := func(keep bool) func(context.Context) (int, bool, error) {
+		return func(context.Context) (int, bool, error) { n++; return n, keep, nil }
+	}
+	if v, _ := c.load(context.Background(), "k", fetch(false)); v != 1 {
+		t.Fatalf("got %d", v)
+	}
+	if v, _ := c.load(context.Background(), "k", fetch(true)); v != 2 {
+		t.Fatalf("an answer not to keep was kept: got %d", v)
+	}
+	if v, _ := c.load(context.Background(), "k", fetch(true)); v != 2 {
+		t.Fatalf("a kept answer was fetched again: got %d", v)
+	}
+	if _, err := c.load(context.Background(), "e", func(context.Context) (int, bool, error) {
+		return 0, true, errors.New("vendor down")
+	}); err == nil {
+		t.Fatal("the fetch's error was lost")
+	}
+	if _, ok := c.get("e"); ok {
+		t.Fatal("a failed fetch was cached")
+	}
 }
