@@ -1,18 +1,22 @@
 package caddyauthkit
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
@@ -268,7 +272,9 @@ func (r response) errorCode(t *testing.T) string {
 type request struct {
 	method, url, user string
 	header            map[string]string
-	body              []byte
+	// values are header fields sent with several values.
+	values map[string][]string
+	body   []byte
 }
 
 func (g *gateway) do(req request) response {
@@ -286,6 +292,9 @@ func (g *gateway) do(req request) response {
 	}
 	for k, v := range req.header {
 		r.Header.Set(k, v)
+	}
+	for k, vs := range req.values {
+		r.Header[http.CanonicalHeaderKey(k)] = vs
 	}
 	res, err := g.tester.Client.Do(r)
 	if err != nil {
@@ -347,4 +356,184 @@ func mustContain(t *testing.T, haystack, needle, what string) {
 	if !strings.Contains(haystack, needle) {
 		t.Fatalf("%s: %q not found in %q", what, needle, haystack)
 	}
+}
+
+// instance is a second Caddy, run as a subprocess of the test binary's own
+// build of cmd/caddy: caddytest allows one admin endpoint per process.
+type instance struct {
+	t *testing.T
+	// url is the instance's one site; admin its admin endpoint.
+	url, admin string
+	cmd        *exec.Cmd
+	stderr     *lockedBuffer
+}
+
+var (
+	caddyBinaryOnce sync.Once
+	caddyBinary     string
+	caddyBinaryErr  error
+)
+
+// buildCaddy builds cmd/caddy once per test run into a temporary directory.
+func buildCaddy(t *testing.T) string {
+	t.Helper()
+	caddyBinaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "caddyauthkit-bin")
+		if err != nil {
+			caddyBinaryErr = err
+			return
+		}
+		caddyBinary = filepath.Join(dir, "caddy")
+		out, err := exec.Command("go", "build", "-o", caddyBinary, "./cmd/caddy").CombinedOutput()
+		if err != nil {
+			caddyBinaryErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+		}
+	})
+	if caddyBinaryErr != nil {
+		t.Fatal(caddyBinaryErr)
+	}
+	return caddyBinary
+}
+
+// freePort returns a port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// instanceConfig is the second instance's Caddyfile: one site whose
+// identity is the X-Auth-User header, as the header site of gatewayConfig.
+const instanceConfig = `{
+	admin 127.0.0.1:%[1]d
+	skip_install_trust
+	http_port %[2]d
+	grace_period 1ns
+}
+
+http://127.0.0.1:%[2]d {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %[3]s
+		identity {http.request.header.X-Auth-User}
+		%[4]s
+	}
+	respond "app" 200
+}
+`
+
+// startInstance runs a second Caddy against api with options in its authkit
+// block, and returns once it serves its config: Caddy says so on stderr.
+func startInstance(t *testing.T, api, options string) *instance {
+	t.Helper()
+	bin := buildCaddy(t)
+	adminPort, httpPort := freePort(t), freePort(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(instanceConfig, adminPort, httpPort, api, options)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), cmd: cmd, stderr: new(lockedBuffer)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		scanner := bufio.NewScanner(pipe)
+		signalled := false
+		for scanner.Scan() {
+			line := scanner.Text()
+			in.stderr.WriteString(line + "\n")
+			if !signalled && strings.Contains(line, `"serving initial configuration"`) {
+				signalled = true
+				ready <- true
+			}
+		}
+		if !signalled {
+			ready <- false // it exited first
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("the second Caddy exited before serving:\n%s", in.stderr.String())
+		}
+	case <-time.After(30 * time.Second): // a failure guard, not a wait
+		t.Fatalf("the second Caddy did not start in 30s:\n%s", in.stderr.String())
+	}
+	return in
+}
+
+// reload posts a new Caddyfile to the instance's admin API; Caddy answers
+// once the new config is running.
+func (in *instance) reload(api, options string) {
+	in.t.Helper()
+	var adminPort, httpPort int
+	fmt.Sscanf(in.admin, "http://127.0.0.1:%d", &adminPort)
+	fmt.Sscanf(in.url, "http://127.0.0.1:%d", &httpPort)
+	body := fmt.Sprintf(instanceConfig, adminPort, httpPort, api, options)
+	res, err := http.Post(in.admin+"/load", "text/caddyfile", strings.NewReader(body))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		in.t.Fatalf("reload: %d %s", res.StatusCode, b)
+	}
+}
+
+// do makes one call to the instance.
+func (in *instance) do(method, path string, header map[string]string) response {
+	in.t.Helper()
+	r, err := http.NewRequest(method, in.url+path, nil)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	for k, v := range header {
+		r.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(r)
+	if err != nil {
+		in.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return response{res, b}
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and other readers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) WriteString(s string) {
+	b.mu.Lock()
+	b.buf.WriteString(s)
+	b.mu.Unlock()
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
