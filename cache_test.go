@@ -39,12 +39,13 @@ func TestCacheEvictsLeastRecentlyUsedAndExpires(t *testing.T) {
 // cancelled once the last has gone.
 func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
 	var g flightGroup
-	started := make(chan struct{})
-	cancelled := make(chan error, 1)
+	var callCtx context.Context
+	started, finish := make(chan struct{}), make(chan struct{})
 	fetch := func(ctx context.Context) (any, error) {
+		callCtx = ctx
 		close(started)
 		<-ctx.Done()
-		cancelled <- ctx.Err()
+		<-finish // held, so the test sees the group before the call ends
 		return nil, ctx.Err()
 	}
 	first, leaveFirst := context.WithCancel(context.Background())
@@ -74,22 +75,28 @@ func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
 	if err := <-errs; !errors.Is(err, errClientGone) {
 		t.Fatalf("the caller that left got %v, want errClientGone", err)
 	}
-	select {
-	case err := <-cancelled:
+	if err := callCtx.Err(); err != nil {
 		t.Fatalf("the call was cancelled (%v) while a caller still waited", err)
-	default:
 	}
 	leaveSecond()
 	if err := <-errs; !errors.Is(err, errClientGone) {
 		t.Fatalf("the last caller got %v", err)
 	}
-	select {
-	case err := <-cancelled:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("the call ended with %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second): // a failure guard, not a wait
-		t.Fatal("the call went on after every caller had left")
+	// The caller cancels the call before it returns.
+	if err := callCtx.Err(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the call's context is %v after every caller left, want context.Canceled", err)
+	}
+	// And the group forgets it at once: a new caller starts a new call
+	// rather than joining a cancelled one.
+	g.mu.Lock()
+	stale := g.calls["k"] != nil
+	g.mu.Unlock()
+	if stale {
+		t.Fatal("the abandoned call is still there for the next caller to join")
+	}
+	close(finish)
+	if v, err := g.do(context.Background(), "k", func(context.Context) (any, error) { return 42, nil }); v != 42 || err != nil {
+		t.Fatalf("a new caller got %v, %v", v, err)
 	}
 }
 
