@@ -205,6 +205,88 @@ func TestTokenRefusesAHostilePageCount(t *testing.T) {
 	}
 }
 
+// TestTokenTakesTheMostPagesATokenMayHave: 100 pages is the bound, not
+// beyond it; every page is asked for and merged in order.
+func TestTokenTakesTheMostPagesATokenMayHave(t *testing.T) {
+	wrap := func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			switch r.URL.Path {
+			case "/v1/authkit":
+				page := r.URL.Query().Get("page")
+				_, _ = io.WriteString(w, `{"rows":[{"id":`+page+`}],"total":100,"pages":100,"page":`+page+`,"requestId":1}`)
+			default:
+				_, _ = io.WriteString(w, `{"authkitWhitelist":false}`)
+			}
+		})
+	}
+	g := startGatewayWith(t, vendorSetup{wrap: wrap}, "")
+	res := g.as("alice", "POST", "/authkit/token", nil)
+	expect(t, res, 200, "")
+	rows := res.json(t)["rows"].([]any)
+	if len(rows) != maxTokenPages {
+		t.Fatalf("%d rows, want one from each of %d pages", len(rows), maxTokenPages)
+	}
+	for i, row := range rows {
+		if id := row.(map[string]any)["id"]; id != float64(i+1) {
+			t.Fatalf("row %d is from page %v", i, id)
+		}
+	}
+}
+
+// TestTokenStopsAtTheFirstFailingPage: when a page fails, the pages not
+// yet asked for are not asked for, those in flight are abandoned, and the
+// caller gets the failure (not a crash) at once.
+func TestTokenStopsAtTheFirstFailingPage(t *testing.T) {
+	var failing, abandoned atomic.Bool
+	abandoned.Store(true)
+	var calls atomic.Int64
+	page1Answered := make(chan struct{})
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v1/authkit" || !failing.Load() {
+				next.ServeHTTP(w, r)
+				return
+			}
+			calls.Add(1)
+			if r.URL.Query().Get("page") == "1" {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, `{"message":"Invalid page"}`)
+				close(page1Answered)
+				return
+			}
+			// Other pages wait for page 1's failure, then for the gateway
+			// to give up on them (the body is read so that the server
+			// notices the connection closing).
+			_, _ = io.Copy(io.Discard, r.Body)
+			guard := time.NewTimer(5 * time.Second) // a failure guard, not a wait
+			defer guard.Stop()
+			select {
+			case <-page1Answered:
+			case <-guard.C:
+				return
+			}
+			select {
+			case <-r.Context().Done():
+			case <-guard.C:
+				abandoned.Store(false)
+			}
+		})
+	}
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 2500})
+	g := startGatewayWith(t, vendorSetup{pica: pica, wrap: wrap}, "")
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "") // 25 pages remembered
+	failing.Store(true)
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 502, "vendor_refused")
+	if n := calls.Load(); n > pageWorkers {
+		t.Fatalf("%d page calls after page 1 failed, want at most the %d in flight", n, pageWorkers)
+	}
+	if !abandoned.Load() {
+		t.Fatal("pages in flight were not abandoned when page 1 failed")
+	}
+}
+
 // TestTokenAndConnectorsRefuseAnswersOfTheWrongShape: a 2xx that is not a
 // list (an empty object, an array, a string, an error body) is a
 // vendor_bad_response, and it is not cached: once the vendor answers right,
@@ -364,8 +446,13 @@ func TestMergePagesKeepsRowsAsSent(t *testing.T) {
 	if string(got) != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	if got := withWhiteLabel([]byte(" {\"rows\":[]}\n"), false); string(got) != `{"rows":[],"isWhiteLabel":false}` {
-		t.Fatalf("withWhiteLabel: %s", got)
+	for in, want := range map[string]string{
+		" {\"rows\":[]}\n": `{"rows":[],"isWhiteLabel":false}`,
+		"{}":               `{"isWhiteLabel":false}`,
+	} {
+		if got := withWhiteLabel([]byte(in), false); string(got) != want {
+			t.Fatalf("withWhiteLabel(%q) = %s, want %s", in, got, want)
+		}
 	}
 }
 
