@@ -43,10 +43,11 @@ func TestVendorErrorKeepsOnlySafeVendorText(t *testing.T) {
 		t.Fatalf("One error: %+v", err)
 	}
 	for name, body := range map[string]string{
-		"secret":   `{"message":"your key ` + testSecret + ` is bad","correlationId":"` + testSecret + `"}`,
-		"control":  `{"message":"a\nb","correlationId":"a\u0000"}`,
-		"too long": `{"message":"` + strings.Repeat("m", 301) + `","correlationId":"` + strings.Repeat("c", 101) + `"}`,
-		"not JSON": `<html>` + testSecret,
+		"secret":        `{"message":"your key ` + testSecret + ` is bad","correlationId":"` + testSecret + `"}`,
+		"control":       `{"message":"a\nb","correlationId":"a\u0000"}`,
+		"control first": `{"message":"\u001bb","correlationId":"\nc"}`,
+		"too long":      `{"message":"` + strings.Repeat("m", 301) + `","correlationId":"` + strings.Repeat("c", 101) + `"}`,
+		"not JSON":      `<html>` + testSecret,
 	} {
 		err := vendorError(404, nil, []byte(body), testSecret)
 		if err.Message != "the vendor refused the call: Not Found" || err.VendorCorrelationID != "" {
