@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
@@ -104,5 +105,36 @@ func TestConnectionsDropRowsOfOthersTheVendorReturns(t *testing.T) {
 				t.Fatalf("vault has %d connections", n)
 			}
 		})
+	}
+}
+
+func TestValidNameAcceptsOnlyPlainNames(t *testing.T) {
+	for _, ok := range []string{"a", "z", "A", "Z", "0", "9", "google-calendar", "a_b.c", strings.Repeat("x", 64)} {
+		if !validName(ok) {
+			t.Fatalf("%q refused", ok)
+		}
+	}
+	// The characters on either side of each accepted range, and separators.
+	for _, bad := range []string{"", "`", "{", "@", "[", "/", ":", "a&b", "a=b", "a b", "é", strings.Repeat("x", 65)} {
+		if validName(bad) {
+			t.Fatalf("%q accepted", bad)
+		}
+	}
+}
+
+func TestDecodeConnectionBareOrListed(t *testing.T) {
+	bare := `{"id":"c1","key":"k1","identity":"alice","identityType":"user"}`
+	listed := `{"rows":[{"id":"c0","key":"k0"},{"id":"c1","key":"k1","identity":"alice","identityType":"user"}],"total":2}`
+	for _, body := range []string{bare, listed} {
+		conn, err := decodeConnection([]byte(body), "c1")
+		if err != nil || conn.ID != "c1" || conn.Key != "k1" || !conn.ownedBy(identity{ID: "alice", Type: "user"}) {
+			t.Fatalf("%s: %+v, %v", body, conn, err)
+		}
+	}
+	if conn, _ := decodeConnection([]byte(`{"rows":[{"id":"c0"}]}`), "c1"); conn.ID == "c1" {
+		t.Fatal("found a connection the list does not have")
+	}
+	if _, err := decodeConnection([]byte(`<html>`), "c1"); err == nil {
+		t.Fatal("a body that is not JSON was decoded")
 	}
 }
