@@ -1,8 +1,9 @@
 package caddyauthkit
 
 import (
+	"context"
+	"errors"
 	"runtime"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -33,43 +34,132 @@ func TestCacheEvictsLeastRecentlyUsedAndExpires(t *testing.T) {
 	}
 }
 
-func TestOwnerCacheKeySeparatesIdentityTypeAndKey(t *testing.T) {
-	a := ownerCacheKey(identity{ID: "acme", Type: "user"}, ownsKey, "k")
-	for _, other := range []string{
-		ownerCacheKey(identity{ID: "acme", Type: "team"}, ownsKey, "k"),
-		ownerCacheKey(identity{ID: "acme", Type: "user"}, ownsKey, "k2"),
-		ownerCacheKey(identity{ID: "acme", Type: "user"}, resolvesName, "k"),
-		ownerCacheKey(identity{ID: "acm", Type: "user"}, ownsKey, "ek"), // no ambiguity across the separator
-	} {
-		if other == a {
-			t.Fatal("two different answers share a cache key")
+// TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft: callers share one
+// call; the call goes on while one of them still waits, and its context is
+// cancelled once the last has gone.
+func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
+	var g flightGroup
+	var callCtx context.Context
+	started, finish := make(chan struct{}), make(chan struct{})
+	fetch := func(ctx context.Context) (any, error) {
+		callCtx = ctx
+		close(started)
+		<-ctx.Done()
+		<-finish // held, so the test sees the group before the call ends
+		return nil, ctx.Err()
+	}
+	first, leaveFirst := context.WithCancel(context.Background())
+	second, leaveSecond := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	go func() { _, err := g.do(first, "k", fetch); errs <- err }()
+	<-started
+	go func() {
+		_, err := g.do(second, "k", func(context.Context) (any, error) {
+			t.Error("a second call ran for the same key")
+			return nil, nil
+		})
+		errs <- err
+	}()
+	// The second caller is counted once it waits: poll the group's state.
+	for {
+		g.mu.Lock()
+		waiters := g.calls["k"].waiters
+		g.mu.Unlock()
+		if waiters == 2 {
+			break
 		}
+		runtime.Gosched()
+	}
+
+	leaveFirst()
+	if err := <-errs; !errors.Is(err, errClientGone) {
+		t.Fatalf("the caller that left got %v, want errClientGone", err)
+	}
+	if err := callCtx.Err(); err != nil {
+		t.Fatalf("the call was cancelled (%v) while a caller still waited", err)
+	}
+	leaveSecond()
+	if err := <-errs; !errors.Is(err, errClientGone) {
+		t.Fatalf("the last caller got %v", err)
+	}
+	// The caller cancels the call before it returns.
+	if err := callCtx.Err(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the call's context is %v after every caller left, want context.Canceled", err)
+	}
+	// And the group forgets it at once: a new caller starts a new call
+	// rather than joining a cancelled one.
+	g.mu.Lock()
+	stale := g.calls["k"] != nil
+	g.mu.Unlock()
+	if stale {
+		t.Fatal("the abandoned call is still there for the next caller to join")
+	}
+	close(finish)
+	if v, err := g.do(context.Background(), "k", func(context.Context) (any, error) { return 42, nil }); v != 42 || err != nil {
+		t.Fatalf("a new caller got %v, %v", v, err)
 	}
 }
 
-// TestOwnershipCacheStaysBoundedWithAMillionKeys: memory is set by the
-// configured size, not by how many distinct keys callers try.
-func TestOwnershipCacheStaysBoundedWithAMillionKeys(t *testing.T) {
-	const size = 10_000
-	c := newCache[string](size, time.Minute)
-	before := liveHeap()
-	for i := 0; i < 1_000_000; i++ {
-		c.add(ownerCacheKey(identity{ID: strconv.Itoa(i), Type: "user"}, ownsKey, "test::gmail::default::0"), "k")
+// TestFlightGroupSharesOneResultAndForgetsIt: concurrent callers get the
+// one call's value; a later caller starts a new call.
+func TestFlightGroupSharesOneResultAndForgetsIt(t *testing.T) {
+	var g flightGroup
+	release := make(chan struct{})
+	calls := 0
+	fetch := func(context.Context) (any, error) {
+		calls++ // only ever one call in flight per key
+		<-release
+		return calls, nil
 	}
-	grown := int64(liveHeap()) - int64(before)
-	if c.len() != size {
-		t.Fatalf("cache holds %d entries, bound %d", c.len(), size)
+	values := make(chan any, 2)
+	for range 2 {
+		go func() { v, _ := g.do(context.Background(), "k", fetch); values <- v }()
 	}
-	if perEntry := grown / size; perEntry > 256 {
-		t.Fatalf("%d bytes per entry", perEntry)
+	for {
+		g.mu.Lock()
+		f := g.calls["k"]
+		n := 0
+		if f != nil {
+			n = f.waiters
+		}
+		g.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		runtime.Gosched()
 	}
-	t.Logf("%d entries: %d KiB (%d bytes each)", size, grown>>10, grown/size)
-	runtime.KeepAlive(c)
+	close(release)
+	if a, b := <-values, <-values; a != 1 || b != 1 {
+		t.Fatalf("callers got %v and %v, want the one call's 1", a, b)
+	}
+	if v, _ := g.do(context.Background(), "k", fetch); v != 2 {
+		t.Fatalf("a later caller got %v, want a new call's 2", v)
+	}
 }
 
-func liveHeap() uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+// TestCacheLoadKeepsOnlyWhatFetchSaysToKeep: a value fetched with keep
+// false (an error answer, say) is not remembered.
+func TestCacheLoadKeepsOnlyWhatFetchSaysToKeep(t *testing.T) {
+	c := newCache[int](10, time.Minute)
+	n := 0
+	fetch := func(keep bool) func(context.Context) (int, bool, error) {
+		return func(context.Context) (int, bool, error) { n++; return n, keep, nil }
+	}
+	if v, _ := c.load(context.Background(), "k", fetch(false)); v != 1 {
+		t.Fatalf("got %d", v)
+	}
+	if v, _ := c.load(context.Background(), "k", fetch(true)); v != 2 {
+		t.Fatalf("an answer not to keep was kept: got %d", v)
+	}
+	if v, _ := c.load(context.Background(), "k", fetch(true)); v != 2 {
+		t.Fatalf("a kept answer was fetched again: got %d", v)
+	}
+	if _, err := c.load(context.Background(), "e", func(context.Context) (int, bool, error) {
+		return 0, true, errors.New("vendor down")
+	}); err == nil {
+		t.Fatal("the fetch's error was lost")
+	}
+	if _, ok := c.get("e"); ok {
+		t.Fatal("a failed fetch was cached")
+	}
 }

@@ -2,7 +2,10 @@ package caddyauthkit
 
 import (
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
 
 func TestConnectionsListOnlyTheCallers(t *testing.T) {
@@ -56,15 +59,82 @@ func TestDeleteOnlyTheCallersConnection(t *testing.T) {
 	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 403, "connection_not_owned")
 }
 
-func TestConnectorsAreCachedForEveryone(t *testing.T) {
-	g := startGateway(t, nil, "")
-	res := g.as("alice", "GET", "/authkit/connectors?limit=50", nil)
-	expect(t, res, 200, "")
-	if total := res.json(t)["total"]; total != 30.0 {
-		t.Fatalf("%v connectors, want the 30 enabled in AuthKit", total)
+// ignoreIdentityFilter is a vendor that ignores the identity filter of the
+// vault list and returns everyone's rows.
+func ignoreIdentityFilter(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/vault/connections" {
+			q := r.URL.Query()
+			q.Del("identity")
+			q.Del("identityType")
+			r.URL.RawQuery = q.Encode()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// TestConnectionsDropRowsOfOthersTheVendorReturns: when the vendor ignores
+// the identity filter, the gateway still shows the caller only its rows
+// (not bob's, nor those of alice the team), and with expose_keys off no
+// row has a key.
+func TestConnectionsDropRowsOfOthersTheVendorReturns(t *testing.T) {
+	for _, keys := range []string{"on", "off"} {
+		t.Run("expose_keys "+keys, func(t *testing.T) {
+			pica := sandbox.New(sandbox.Options{Secret: testSecret})
+			pica.AddConnection("alice", "team", "hubspot")
+			g := startGatewayWith(t, vendorSetup{pica: pica, wrap: ignoreIdentityFilter}, "expose_keys "+keys)
+			res := g.as("alice", "GET", "/authkit/connections", nil)
+			expect(t, res, 200, "")
+			rows := res.json(t)["rows"].([]any)
+			if len(rows) != 1 {
+				t.Fatalf("alice sees %d rows of a vendor returning everyone's: %s", len(rows), res.body)
+			}
+			row := rows[0].(map[string]any)
+			if row["id"] != g.alice.ID || row["platform"] != "gmail" || row["identity"] != "alice" {
+				t.Fatalf("alice sees %v", row)
+			}
+			key, hasKey := row["key"]
+			if keys == "on" && key != g.alice.Key {
+				t.Fatalf("key %v, want alice's", key)
+			}
+			if keys == "off" && hasKey {
+				t.Fatalf("expose_keys off, but the row has a key: %v", row)
+			}
+			// The vendor did return the others: the filter was the gateway's.
+			if n := len(pica.Connections()); n != 3 {
+				t.Fatalf("vault has %d connections", n)
+			}
+		})
 	}
-	expect(t, g.as("bob", "GET", "/authkit/connectors?limit=50", nil), 200, "")
-	if n := g.pica.Count("connectors"); n != 1 {
-		t.Fatalf("%d connector calls, want 1 (cached)", n)
+}
+
+func TestValidNameAcceptsOnlyPlainNames(t *testing.T) {
+	for _, ok := range []string{"a", "z", "A", "Z", "0", "9", "google-calendar", "a_b.c", strings.Repeat("x", 64)} {
+		if !validName(ok) {
+			t.Fatalf("%q refused", ok)
+		}
+	}
+	// The characters on either side of each accepted range, and separators.
+	for _, bad := range []string{"", "`", "{", "@", "[", "/", ":", "a&b", "a=b", "a b", "é", strings.Repeat("x", 65)} {
+		if validName(bad) {
+			t.Fatalf("%q accepted", bad)
+		}
+	}
+}
+
+func TestDecodeConnectionBareOrListed(t *testing.T) {
+	bare := `{"id":"c1","key":"k1","identity":"alice","identityType":"user"}`
+	listed := `{"rows":[{"id":"c0","key":"k0"},{"id":"c1","key":"k1","identity":"alice","identityType":"user"}],"total":2}`
+	for _, body := range []string{bare, listed} {
+		conn, err := decodeConnection([]byte(body), "c1")
+		if err != nil || conn.ID != "c1" || conn.Key != "k1" || !conn.ownedBy(identity{ID: "alice", Type: "user"}) {
+			t.Fatalf("%s: %+v, %v", body, conn, err)
+		}
+	}
+	if conn, _ := decodeConnection([]byte(`{"rows":[{"id":"c0"}]}`), "c1"); conn.ID == "c1" {
+		t.Fatal("found a connection the list does not have")
+	}
+	if _, err := decodeConnection([]byte(`<html>`), "c1"); err == nil {
+		t.Fatal("a body that is not JSON was decoded")
 	}
 }

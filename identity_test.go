@@ -1,6 +1,7 @@
 package caddyauthkit
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -50,4 +51,36 @@ func FuzzIdentity(f *testing.F) {
 			t.Fatalf("invalidIdentity let %q through", id)
 		}
 	})
+}
+
+func TestIdentityHeaderOnlyFromTrustedProxies(t *testing.T) {
+	g := startGateway(t, nil, "")
+	for _, tc := range []struct {
+		trusted string
+		status  int
+	}{{"10.0.0.0/8", 401}, {"127.0.0.1/32", 200}} {
+		g.tester.InitServer(fmt.Sprintf(`{
+	admin localhost:2999
+	skip_install_trust
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	servers {
+		trusted_proxies static %s
+	}
+}
+http://localhost:9080 {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+		identity {http.request.header.X-Forwarded-User}
+		identity_trusted_proxies_only
+	}
+}`, tc.trusted, g.picaURL), "caddyfile")
+		if t.Failed() {
+			t.FailNow()
+		}
+		res := g.do(request{method: "POST", url: appURL + "/authkit/token", header: map[string]string{"X-Forwarded-User": "alice"}})
+		expect(t, res, tc.status, "")
+	}
 }

@@ -1,7 +1,6 @@
 package caddyauthkit
 
 import (
-	"fmt"
 	"net/http"
 	"runtime"
 	"sync"
@@ -11,94 +10,6 @@ import (
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
-
-func TestSlowPassthroughTimesOutOnce(t *testing.T) {
-	pica := sandbox.New(sandbox.Options{Secret: testSecret})
-	g := startGateway(t, pica, "timeout 300ms")
-	pica.SetFault("passthrough", sandbox.Fault{Delay: 2 * time.Second})
-	start := time.Now()
-	expect(t, g.as("alice", "GET", "/authkit/passthrough/slow", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 504, "vendor_timeout")
-	if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
-		t.Fatalf("answered after %v", elapsed)
-	}
-	if n := pica.Count("passthrough"); n != 1 {
-		t.Fatalf("a call that reached Pica was sent %d times", n)
-	}
-}
-
-func TestPicaDownIs502(t *testing.T) {
-	g := startGateway(t, nil, "")
-	// Point a second config at a port nobody listens on.
-	config := fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, "http://127.0.0.1:1", "timeout 2s")
-	g.tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	expect(t, g.as("alice", "POST", "/authkit/token", nil), 502, "vendor_unreachable")
-	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 502, "vendor_unreachable")
-}
-
-func TestIdentityHeaderOnlyFromTrustedProxies(t *testing.T) {
-	g := startGateway(t, nil, "")
-	for _, tc := range []struct {
-		trusted string
-		status  int
-	}{{"10.0.0.0/8", 401}, {"127.0.0.1/32", 200}} {
-		g.tester.InitServer(fmt.Sprintf(`{
-	admin localhost:2999
-	skip_install_trust
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	servers {
-		trusted_proxies static %s
-	}
-}
-http://localhost:9080 {
-	authkit {
-		secret {env.AUTHKIT_TEST_SECRET}
-		api %s
-		identity {http.request.header.X-Forwarded-User}
-		identity_trusted_proxies_only
-	}
-}`, tc.trusted, g.picaURL), "caddyfile")
-		if t.Failed() {
-			t.FailNow()
-		}
-		res := g.do(request{method: "POST", url: appURL + "/authkit/token", header: map[string]string{"X-Forwarded-User": "alice"}})
-		expect(t, res, tc.status, "")
-	}
-}
-
-func TestOverloadIs503NotAPileUp(t *testing.T) {
-	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 300 * time.Millisecond})
-	g := startGateway(t, pica, "max_concurrent 1")
-	overloaded := 0
-	for _, res := range concurrently(6, func(int) response { return g.as("alice", "GET", "/authkit/connections", nil) }) {
-		if res.StatusCode == 503 {
-			overloaded++
-			if res.errorCode(t) != "overloaded" || res.Header.Get("Retry-After") == "" {
-				t.Fatalf("503 without its code or Retry-After: %v %s", res.Header, res.body)
-			}
-		} else if res.StatusCode != 200 {
-			t.Fatalf("status %d", res.StatusCode)
-		}
-	}
-	if overloaded == 0 || pica.Count("vault_list") > 6-overloaded {
-		t.Fatalf("%d overloaded answers, %d vault calls", overloaded, pica.Count("vault_list"))
-	}
-}
-
-func TestIdenticalTokenRequestsShareOneCall(t *testing.T) {
-	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 300 * time.Millisecond})
-	g := startGateway(t, pica, "")
-	for _, res := range concurrently(10, func(int) response { return g.as("alice", "POST", "/authkit/token", nil) }) {
-		expect(t, res, 200, "")
-	}
-	if n := pica.Count("authkit"); n > 2 {
-		t.Fatalf("10 concurrent tokens for one user made %d page calls", n)
-	}
-}
 
 // TestLoadAndFaultsLeakNothing sends 200 concurrent callers across token,
 // connections and passthrough (bounded in count), then a burst that Pica
@@ -114,18 +25,29 @@ func TestLoadAndFaultsLeakNothing(t *testing.T) {
 	var heap uint64
 	for round := 1; round <= 2; round++ {
 		loadRound(t, g, pica)
-		n, h := settle(g)
-		t.Logf("round %d: %d goroutines, %d KiB heap", round, n, h>>10)
+		g.tester.Client.CloseIdleConnections()
+		http.DefaultClient.CloseIdleConnections()
 		if round == 1 {
-			goroutines, heap = n, h
+			// The baseline: the count once it stops changing.
+			last := -1
+			poll(t, 5*time.Second, func() bool {
+				n := runtime.NumGoroutine()
+				stable := n == last
+				last = n
+				return stable
+			})
+			goroutines, heap = last, liveHeap()
+			t.Logf("round 1: %d goroutines, %d KiB heap", goroutines, heap>>10)
 			continue
 		}
-		if n > goroutines+25 {
+		// The connections of round 2 wind down as those of round 1 did;
+		// a count that never comes back is a leak.
+		if !poll(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines+25 }) {
 			buf := make([]byte, 1<<20)
 			t.Logf("%s", buf[:runtime.Stack(buf, true)])
-			t.Fatalf("goroutines grew from %d to %d", goroutines, n)
+			t.Fatalf("goroutines grew from %d to %d", goroutines, runtime.NumGoroutine())
 		}
-		if h > heap+32<<20 {
+		if h := liveHeap(); h > heap+32<<20 {
 			t.Fatalf("heap grew from %d to %d bytes", heap, h)
 		}
 	}
@@ -177,24 +99,4 @@ func loadRound(t *testing.T, g *gateway, pica *sandbox.Server) {
 	if failures.Load() != 0 {
 		t.Fatalf("%d slow calls were not answered 504", failures.Load())
 	}
-}
-
-// settle closes idle connections, waits for the process to calm down and
-// returns its goroutine count and live heap.
-func settle(g *gateway) (int, uint64) {
-	g.tester.Client.CloseIdleConnections()
-	http.DefaultClient.CloseIdleConnections()
-	var n int
-	for i := 0; i < 40; i++ {
-		time.Sleep(100 * time.Millisecond)
-		if m := runtime.NumGoroutine(); m == n {
-			break
-		} else {
-			n = m
-		}
-	}
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return n, ms.HeapAlloc
 }

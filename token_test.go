@@ -3,8 +3,14 @@ package caddyauthkit
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,7 +40,7 @@ func TestTokenMergesEveryPageForTheSignedInUser(t *testing.T) {
 		t.Fatalf("requestId %v is not a number", token["requestId"])
 	}
 	for _, r := range pica.Requests() {
-		if r.Endpoint != "authkit" {
+		if r.Endpoint != sandboxTokenEndpoint {
 			continue
 		}
 		var body map[string]string
@@ -51,26 +57,269 @@ func TestTokenMergesEveryPageForTheSignedInUser(t *testing.T) {
 	}
 }
 
+// pageBarrier stands between the gateway and the vendor: once armed, it
+// holds page 1 of a token until pages 2..pages have arrived too, which only
+// happens when they were all requested in one round. If they do not come,
+// page 1 is answered at a deadline and the miss is recorded.
+type pageBarrier struct {
+	pages   int
+	armed   atomic.Bool
+	missed  atomic.Bool
+	arrived chan string
+}
+
+func newPageBarrier(pages int) *pageBarrier {
+	return &pageBarrier{pages: pages, arrived: make(chan string, 1000)}
+}
+
+func (b *pageBarrier) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/authkit" || !b.armed.Load() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if page := r.URL.Query().Get("page"); page != "1" {
+			b.arrived <- page
+			next.ServeHTTP(w, r)
+			return
+		}
+		deadline := time.NewTimer(3 * time.Second) // a failure guard, not a wait
+		defer deadline.Stop()
+		for range b.pages - 1 {
+			select {
+			case <-b.arrived:
+			case <-deadline.C:
+				b.missed.Store(true)
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func TestTokenRemembersThePageCountAndCachesFlags(t *testing.T) {
-	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 250, Latency: 50 * time.Millisecond})
-	g := startGateway(t, pica, "")
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 250, WhiteLabel: true})
+	barrier := newPageBarrier(3)
+	g := startGatewayWith(t, vendorSetup{pica: pica, wrap: barrier.wrap}, "")
 
 	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
 	if n := pica.Count("flags"); n != 1 {
 		t.Fatalf("%d flags calls for the first token, want 1", n)
 	}
-	// The second token asks for all three pages in one round: three calls at
-	// Pica's latency take about one latency, not three.
-	start := time.Now()
-	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
+	// The second token asks for all three pages in one round: pages 2 and 3
+	// reach the vendor while page 1 is still unanswered.
+	barrier.armed.Store(true)
+	res := g.as("alice", "POST", "/authkit/token", nil)
+	expect(t, res, 200, "")
+	if barrier.missed.Load() {
+		t.Fatal("the second token waited for page 1 before asking for pages 2 and 3: the page count was not remembered")
+	}
+	if rows := res.json(t)["rows"].([]any); len(rows) != 250 {
+		t.Fatalf("second token has %d rows, want 250", len(rows))
+	}
 	if n := pica.Count("flags"); n != 1 {
 		t.Fatalf("flags asked again (%d calls): not cached", n)
 	}
-	if n := pica.Count("authkit"); n != 6 {
+	if n := pica.Count(sandboxTokenEndpoint); n != 6 {
 		t.Fatalf("%d page calls for two 3-page tokens, want 6", n)
 	}
-	if elapsed := time.Since(start); elapsed > 140*time.Millisecond {
-		t.Logf("second token took %v (pages should overlap)", elapsed)
+}
+
+// TestTokenRemembersFewerPagesToo: when the account shrinks, the next
+// token asks for pages that no longer exist once, and the one after only
+// for the pages there are.
+func TestTokenRemembersFewerPagesToo(t *testing.T) {
+	var pages atomic.Int64
+	pages.Store(3)
+	shrink := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/authkit" && pages.Load() == 1 {
+				rec := httptest.NewRecorder()
+				next.ServeHTTP(rec, r)
+				// One page of everything: as if the account now had 100 connectors.
+				body := bytes.Replace(rec.Body.Bytes(), []byte(`"pages":3`), []byte(`"pages":1`), 1)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(rec.Code)
+				_, _ = w.Write(body)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 250})
+	g := startGatewayWith(t, vendorSetup{pica: pica, wrap: shrink}, "")
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
+	pages.Store(1)
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "") // asks 3, learns 1
+	pica.ResetRequests()
+	res := g.as("alice", "POST", "/authkit/token", nil)
+	expect(t, res, 200, "")
+	if n := pica.Count(sandboxTokenEndpoint); n != 1 {
+		t.Fatalf("%d page calls after the vendor reported one page, want 1", n)
+	}
+	if rows := res.json(t)["rows"].([]any); len(rows) != 100 {
+		t.Fatalf("%d rows, want page 1's 100", len(rows))
+	}
+}
+
+// TestTokenRefusesAHostilePageCount: a vendor that reports 100000 pages
+// gets a bounded number of calls and a 502; the count is not remembered,
+// so the next caller, once the vendor answers right, is unharmed.
+func TestTokenRefusesAHostilePageCount(t *testing.T) {
+	for _, reported := range []string{"100000", "101"} {
+		t.Run(reported, func(t *testing.T) {
+			var hostile atomic.Bool
+			hostile.Store(true)
+			var calls atomic.Int64
+			wrap := func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Path != "/v1/authkit" || !hostile.Load() {
+						next.ServeHTTP(w, r)
+						return
+					}
+					calls.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = io.WriteString(w, `{"rows":[{"id":1}],"total":9999999,"pages":`+reported+`,"page":1,"requestId":1}`)
+				})
+			}
+			pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 250})
+			g := startGatewayWith(t, vendorSetup{pica: pica, wrap: wrap}, "")
+			expect(t, g.as("alice", "POST", "/authkit/token", nil), 502, "vendor_bad_response")
+			expect(t, g.as("alice", "POST", "/authkit/token", nil), 502, "vendor_bad_response")
+			if n := calls.Load(); n > 2*(pageWorkers+1) {
+				t.Fatalf("%d page calls for two tokens of a hostile vendor, want at most %d", n, 2*(pageWorkers+1))
+			}
+
+			hostile.Store(false)
+			pica.ResetRequests()
+			res := g.as("alice", "POST", "/authkit/token", nil)
+			expect(t, res, 200, "")
+			if n := pica.Count(sandboxTokenEndpoint); n != 3 {
+				t.Fatalf("%d page calls after the hostile answers, want the 3 pages there are", n)
+			}
+			if rows := res.json(t)["rows"].([]any); len(rows) != 250 {
+				t.Fatalf("%d rows, want 250", len(rows))
+			}
+		})
+	}
+}
+
+// TestTokenTakesTheMostPagesATokenMayHave: 100 pages is the bound, not
+// beyond it; every page is asked for and merged in order.
+func TestTokenTakesTheMostPagesATokenMayHave(t *testing.T) {
+	wrap := func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			switch r.URL.Path {
+			case "/v1/authkit":
+				page := r.URL.Query().Get("page")
+				_, _ = io.WriteString(w, `{"rows":[{"id":`+page+`}],"total":100,"pages":100,"page":`+page+`,"requestId":1}`)
+			default:
+				_, _ = io.WriteString(w, `{"authkitWhitelist":false}`)
+			}
+		})
+	}
+	g := startGatewayWith(t, vendorSetup{wrap: wrap}, "")
+	res := g.as("alice", "POST", "/authkit/token", nil)
+	expect(t, res, 200, "")
+	rows := res.json(t)["rows"].([]any)
+	if len(rows) != maxTokenPages {
+		t.Fatalf("%d rows, want one from each of %d pages", len(rows), maxTokenPages)
+	}
+	for i, row := range rows {
+		if id := row.(map[string]any)["id"]; id != float64(i+1) {
+			t.Fatalf("row %d is from page %v", i, id)
+		}
+	}
+}
+
+// TestTokenStopsAtTheFirstFailingPage: when a page fails, the pages not
+// yet asked for are not asked for, those in flight are abandoned, and the
+// caller gets the failure (not a crash) at once.
+func TestTokenStopsAtTheFirstFailingPage(t *testing.T) {
+	var failing, abandoned atomic.Bool
+	abandoned.Store(true)
+	var calls atomic.Int64
+	page1Answered := make(chan struct{})
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v1/authkit" || !failing.Load() {
+				next.ServeHTTP(w, r)
+				return
+			}
+			calls.Add(1)
+			if r.URL.Query().Get("page") == "1" {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, `{"message":"Invalid page"}`)
+				close(page1Answered)
+				return
+			}
+			// Other pages wait for page 1's failure, then for the gateway
+			// to give up on them (the body is read so that the server
+			// notices the connection closing).
+			_, _ = io.Copy(io.Discard, r.Body)
+			guard := time.NewTimer(5 * time.Second) // a failure guard, not a wait
+			defer guard.Stop()
+			select {
+			case <-page1Answered:
+			case <-guard.C:
+				return
+			}
+			select {
+			case <-r.Context().Done():
+			case <-guard.C:
+				abandoned.Store(false)
+			}
+		})
+	}
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 2500})
+	g := startGatewayWith(t, vendorSetup{pica: pica, wrap: wrap}, "")
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "") // 25 pages remembered
+	failing.Store(true)
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 502, "vendor_refused")
+	if n := calls.Load(); n > pageWorkers {
+		t.Fatalf("%d page calls after page 1 failed, want at most the %d in flight", n, pageWorkers)
+	}
+	if !abandoned.Load() {
+		t.Fatal("pages in flight were not abandoned when page 1 failed")
+	}
+}
+
+// TestTokenAndConnectorsRefuseAnswersOfTheWrongShape: a 2xx that is not a
+// list (an empty object, an array, a string, an error body) is a
+// vendor_bad_response, and it is not cached: once the vendor answers right,
+// the next call works.
+func TestTokenAndConnectorsRefuseAnswersOfTheWrongShape(t *testing.T) {
+	for _, route := range []struct{ method, path, vendorPath string }{
+		{"POST", "/authkit/token", "/v1/authkit"},
+		{"GET", "/authkit/connectors", "/v1/available-connectors"},
+	} {
+		for _, body := range []string{`{}`, `[]`, `"x"`, `{"error":"Internal error","code":500}`, `{"rows":"x"}`, `null`} {
+			t.Run(route.path+" "+body, func(t *testing.T) {
+				var broken atomic.Bool
+				broken.Store(true)
+				wrap := func(next http.Handler) http.Handler {
+					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						if r.URL.Path != route.vendorPath || !broken.Load() {
+							next.ServeHTTP(w, r)
+							return
+						}
+						w.Header().Set("Content-Type", "application/json")
+						_, _ = io.WriteString(w, body)
+					})
+				}
+				g := startGatewayWith(t, vendorSetup{wrap: wrap}, "")
+				expect(t, g.as("alice", route.method, route.path, nil), 502, "vendor_bad_response")
+				broken.Store(false)
+				res := g.as("alice", route.method, route.path, nil)
+				expect(t, res, 200, "")
+				if rows, ok := res.json(t)["rows"].([]any); !ok || len(rows) == 0 {
+					t.Fatalf("after the vendor recovered: %s", res.body)
+				}
+			})
+		}
 	}
 }
 
@@ -133,7 +382,7 @@ func TestTokenIdentityRequired(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("signed out: %d", res.StatusCode)
 	}
-	if n := g.pica.Count("authkit"); n != 1 {
+	if n := g.pica.Count(sandboxTokenEndpoint); n != 1 {
 		t.Fatalf("%d token calls reached Pica, want only the team's", n)
 	}
 }
@@ -197,8 +446,13 @@ func TestMergePagesKeepsRowsAsSent(t *testing.T) {
 	if string(got) != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	if got := withWhiteLabel([]byte(" {\"rows\":[]}\n"), false); string(got) != `{"rows":[],"isWhiteLabel":false}` {
-		t.Fatalf("withWhiteLabel: %s", got)
+	for in, want := range map[string]string{
+		" {\"rows\":[]}\n": `{"rows":[],"isWhiteLabel":false}`,
+		"{}":               `{"isWhiteLabel":false}`,
+	} {
+		if got := withWhiteLabel([]byte(in), false); string(got) != want {
+			t.Fatalf("withWhiteLabel(%q) = %s, want %s", in, got, want)
+		}
 	}
 }
 
@@ -232,4 +486,55 @@ func FuzzParsePage(f *testing.F) {
 			t.Fatalf("%d rows, encoding/json finds %d, in %q", len(got), len(want), body)
 		}
 	})
+}
+
+func TestIdenticalTokenRequestsShareOneCall(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 300 * time.Millisecond})
+	g := startGateway(t, pica, "")
+	for _, res := range concurrently(10, func(int) response { return g.as("alice", "POST", "/authkit/token", nil) }) {
+		expect(t, res, 200, "")
+	}
+	if n := pica.Count(sandboxTokenEndpoint); n > 2 {
+		t.Fatalf("10 concurrent tokens for one user made %d page calls", n)
+	}
+}
+
+// requestIDField differs between any two tokens: Pica numbers every request.
+var requestIDField = regexp.MustCompile(`"requestId":\d+`)
+
+// TestTokenMatchesTheOfficialNodeSDK runs @picahq/authkit-token against the
+// sandbox and requires the token route to return the same bytes, for one
+// page and for several.
+func TestTokenMatchesTheOfficialNodeSDK(t *testing.T) {
+	if _, err := os.Stat("testdata/node/node_modules/@picahq/authkit-token"); err != nil {
+		t.Fatal("the Node SDK is not installed: run ./scripts/test (or npm ci --prefix testdata/node)")
+	}
+	for _, tc := range []struct {
+		name       string
+		connectors int
+		whiteLabel bool
+	}{{"one page", 30, false}, {"three pages", 250, true}, {"empty account", -1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: tc.connectors, WhiteLabel: tc.whiteLabel})
+			g := startGateway(t, pica, "")
+
+			cmd := exec.Command("node", "testdata/node/sdk-token.cjs", g.picaURL, "alice", "user")
+			cmd.Stdin = strings.NewReader(testSecret)
+			sdk, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("the SDK failed: %v", err)
+			}
+			res := g.as("alice", "POST", "/authkit/token", nil)
+			expect(t, res, 200, "")
+
+			if !requestIDField.Match(sdk) || !requestIDField.Match(res.body) {
+				t.Fatalf("requestId missing or not a number:\nsdk  %.200s\nours %.200s", sdk, res.body)
+			}
+			want := requestIDField.ReplaceAllString(string(sdk), `"requestId":0`)
+			got := requestIDField.ReplaceAllString(string(res.body), `"requestId":0`)
+			if got != want {
+				t.Fatalf("token differs from the SDK's:\nsdk  %.400s\nours %.400s", want, got)
+			}
+		})
+	}
 }
