@@ -34,7 +34,7 @@ func BenchmarkResolveIdentity(b *testing.B) {
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := a.resolveIdentity(r); err != nil {
+		if _, err := a.resolveIdentity(r, tokenRoute); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -50,11 +50,11 @@ func BenchmarkConfinePath(b *testing.B) {
 }
 
 func BenchmarkOwnershipCacheHit(b *testing.B) {
-	c := newTestCache(b, DefaultOwnershipCacheSize, time.Minute)
+	c := newCache[string](DefaultOwnershipCacheSize, time.Minute)
 	a := &AuthKit{owners: c, logger: zap.NewNop()}
 	id := identity{ID: "alice", Type: "user"}
 	key := "test::gmail::default::106c889a50bc798e99b0ef4abb9d5e7b|alice"
-	c.add(newOwnerKey(id, key))
+	c.add(ownerCacheKey(id, ownsKey, key), key)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -88,7 +88,8 @@ func BenchmarkTokenMerge(b *testing.B) {
 			}
 			rows, last = append(rows, p.rows), p
 		}
-		_ = mergePages(rows, []byte(strconv.Itoa(300)), last.requestID, false)
+		whiteLabel := false
+		_ = mergePages(rows, []byte(strconv.Itoa(300)), last.requestID, &whiteLabel)
 	}
 }
 

@@ -1,7 +1,9 @@
 package caddyauthkit
 
 import (
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -21,160 +23,251 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	a := new(AuthKit)
-	err := a.UnmarshalCaddyfile(h.Dispenser)
-	return a, err
+	if err := a.unmarshal(h.Dispenser, &h); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	authkit [<matcher>] {
-//	    secret         <secret>              # required: {env.PICA_SECRET_KEY} or {file./run/secrets/pica}
-//	    api            <url>                 # default https://api.picaos.com
+//	    provider       pica|one              # default pica
+//	    secret         <secret>              # required: {env.ONE_SECRET_KEY} or {file./run/secrets/one}
+//	    api            <url>                 # scheme://host[:port]; default by provider
 //	    prefix         <path>                # default /authkit
 //	    identity       <placeholder>         # default {http.auth.user.id}
 //	    identity_type  <type|placeholder>    # user (default), team, organization, project
 //	    identity_trusted_proxies_only        # header identity only from trusted_proxies
-//	    cors_origins   <origin...>           # default https://authkit.picaos.com; * allowed
+//	    cors_origins   <origin...>           # default: the provider's iframe origin; * allowed
 //	    cors_headers   <header...>           # extra request headers the browser may send
 //	    platforms      <platform...>         # passthrough allow-list (default: all)
-//	    actions        <action-id...>        # passthrough allow-list of x-pica-action-id
+//	    actions        <action-id...>        # passthrough allow-list of action ids
 //	    ownership      on|off                # default on
 //	    ownership_ttl  <duration>            # default 1m
 //	    ownership_cache_size <entries>       # default 100000
-//	    timeout        <duration>            # budget of one Pica call, default 10s
-//	    max_concurrent <calls>               # Pica calls in flight, default 1024
+//	    timeout        <duration>            # budget of one vendor call or token, default 10s
+//	    max_concurrent <calls>               # vendor calls in flight, default 1024
 //	    max_body_size  <size>                # token and connection routes, default 64KiB
+//	    ticket_ttl     <duration>            # life of a ticket, default 1m
+//	    ticket_key     <secret>              # default: derived from the secret
+//	    expose_keys    on|off                # keys in /connections rows, default on
 //	    proxy {
-//	        <reverse_proxy options>          # e.g. transport http { dial_timeout 2s }
+//	        <reverse_proxy options>          # e.g. transport http { tls_trust_pool file ca.pem }
 //	    }
 //	}
 //
-// The directive stands for one "authkit" handler in the route; the proxy block
-// is the guest reverse_proxy that carries passthrough calls to `api`.
+// The directive stands for one "authkit" handler in the route; the proxy
+// block is the guest reverse_proxy that carries passthrough calls, and its
+// transport every other call to the vendor.
 func (a *AuthKit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return a.unmarshal(d, nil)
+}
+
+// unmarshal parses the directive; with the helper of a whole Caddyfile it can
+// also finish the proxy block's handle_response routes.
+func (a *AuthKit) unmarshal(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := make(map[string]bool)
 	for d.NextBlock(0) {
 		option := d.Val()
+		if seen[option] && !listOptions[option] {
+			return d.Errf("%s already specified", option)
+		}
+		seen[option] = true
+		var err error
 		switch option {
-		case "secret", "api", "prefix", "identity", "identity_type":
-			var value string
-			if !d.AllArgs(&value) {
-				return d.ArgErr()
+		case "provider":
+			err = oneArg(d, &a.Provider, checkProvider)
+		case "secret":
+			if err = checkSecretSource(d); err == nil {
+				err = oneArg(d, &a.Secret, nil)
 			}
-			*map[string]*string{
-				"secret": &a.Secret, "api": &a.API, "prefix": &a.Prefix,
-				"identity": &a.Identity, "identity_type": &a.IdentityType,
-			}[option] = value
-			if option == "identity_type" && !isPlaceholder(value) && !validIdentityType(value) {
-				return d.Errf("identity_type must be user, team, organization, project or a placeholder, not %q", value)
-			}
-
+		case "api":
+			err = oneArg(d, &a.API, checkAPI)
+		case "prefix":
+			err = oneArg(d, &a.Prefix, checkPrefix)
+		case "identity":
+			err = oneArg(d, &a.Identity, checkIdentity)
+		case "identity_type":
+			err = oneArg(d, &a.IdentityType, checkIdentityType)
 		case "identity_trusted_proxies_only":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			a.IdentityTrustedProxiesOnly = true
-
-		case "cors_origins", "cors_headers", "platforms", "actions":
-			values := d.RemainingArgs()
-			if len(values) == 0 {
-				return d.ArgErr()
-			}
-			list := map[string]*[]string{
-				"cors_origins": &a.CORSOrigins, "cors_headers": &a.CORSHeaders,
-				"platforms": &a.Platforms, "actions": &a.Actions,
-			}[option]
-			*list = append(*list, values...)
-			if option == "cors_origins" {
-				for _, origin := range values {
-					if err := validateOrigin(origin); err != nil {
-						return d.Err(err.Error())
-					}
-				}
-			}
-
+			a.IdentityTrustedProxiesOnly, err = true, noArgs(d)
+		case "cors_origins":
+			err = listArgs(d, &a.CORSOrigins, validateOrigin)
+		case "cors_headers":
+			err = listArgs(d, &a.CORSHeaders, nil)
+		case "platforms":
+			err = listArgs(d, &a.Platforms, nil)
+		case "actions":
+			err = listArgs(d, &a.Actions, nil)
 		case "ownership":
-			var value string
-			if !d.AllArgs(&value) {
-				return d.ArgErr()
-			}
-			switch value {
-			case "on":
-				a.Ownership = nil
-			case "off":
-				off := false
-				a.Ownership = &off
-			default:
-				return d.Errf("ownership must be on or off, not %q", value)
-			}
-
-		case "ownership_ttl", "timeout":
-			var value string
-			if !d.AllArgs(&value) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(value)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s: invalid duration %q", option, value)
-			}
-			if option == "timeout" {
-				a.Timeout = caddy.Duration(dur)
-			} else {
-				a.OwnershipTTL = caddy.Duration(dur)
-			}
-
-		case "ownership_cache_size", "max_concurrent":
-			var value string
-			if !d.AllArgs(&value) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(value)
-			if err != nil || n < 1 {
-				return d.Errf("%s must be a positive whole number, not %q", option, value)
-			}
-			if option == "max_concurrent" {
-				a.MaxConcurrent = n
-			} else {
-				a.OwnershipCacheSize = n
-			}
-
+			a.Ownership, err = onOff(d)
+		case "ownership_ttl":
+			err = durationArg(d, &a.OwnershipTTL)
+		case "ownership_cache_size":
+			err = countArg(d, &a.OwnershipCacheSize)
+		case "timeout":
+			err = durationArg(d, &a.Timeout)
+		case "max_concurrent":
+			err = countArg(d, &a.MaxConcurrent)
 		case "max_body_size":
-			var value string
-			if !d.AllArgs(&value) {
-				return d.ArgErr()
-			}
-			size, err := humanize.ParseBytes(value)
-			if err != nil || size < 1 {
-				return d.Errf("max_body_size: invalid size %q", value)
-			}
-			a.MaxBodySize = int64(size)
-
+			err = sizeArg(d, &a.MaxBodySize)
+		case "ticket_ttl":
+			err = durationArg(d, &a.TicketTTL)
+		case "ticket_key":
+			err = oneArg(d, &a.TicketKey, nil)
+		case "expose_keys":
+			a.ExposeKeys, err = onOff(d)
 		case "proxy":
-			if a.ProxyRaw != nil {
-				return d.Err("proxy may be given once")
-			}
-			var rp reverseproxy.Handler
-			if err := rp.UnmarshalCaddyfile(d.NewFromNextSegment()); err != nil {
-				return err
-			}
-			var warnings []caddyconfig.Warning
-			a.ProxyRaw = caddyconfig.JSONModuleObject(rp, "handler", "reverse_proxy", &warnings)
-
+			err = a.unmarshalProxy(d, h)
 		default:
 			return d.Errf("unrecognized authkit option %q", option)
 		}
+		if err != nil {
+			return err
+		}
 	}
 	if a.Secret == "" {
-		return d.Err("authkit: secret is required (use {env.PICA_SECRET_KEY})")
+		return d.Err("secret is required (use {env.ONE_SECRET_KEY} or {env.PICA_SECRET_KEY})")
 	}
 	return nil
 }
 
-func isPlaceholder(s string) bool {
-	return len(s) > 2 && s[0] == '{' && s[len(s)-1] == '}'
+// listOptions may be repeated; their values add up.
+var listOptions = map[string]bool{"cors_origins": true, "cors_headers": true, "platforms": true, "actions": true}
+
+func (a *AuthKit) unmarshalProxy(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) error {
+	var rp reverseproxy.Handler
+	if err := rp.UnmarshalCaddyfile(d.NewFromNextSegment()); err != nil {
+		return err
+	}
+	if h != nil {
+		if err := rp.FinalizeUnmarshalCaddyfile(*h); err != nil {
+			return err
+		}
+		a.ProxyRaw = caddyconfig.JSONModuleObject(h.JSON(rp), "handler", "reverse_proxy", nil)
+		return nil
+	}
+	var warnings []caddyconfig.Warning
+	a.ProxyRaw = caddyconfig.JSONModuleObject(rp, "handler", "reverse_proxy", &warnings)
+	if len(warnings) > 0 {
+		return d.Errf("proxy: %s", warnings[0].Message)
+	}
+	return nil
+}
+
+// oneArg reads the option's single argument into dst, checked by check.
+func oneArg(d *caddyfile.Dispenser, dst *string, check func(string) error) error {
+	var value string
+	if !d.AllArgs(&value) {
+		return d.ArgErr()
+	}
+	if check != nil {
+		if err := check(value); err != nil {
+			return d.Err(err.Error())
+		}
+	}
+	*dst = value
+	return nil
+}
+
+func noArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func listArgs(d *caddyfile.Dispenser, dst *[]string, check func(string) error) error {
+	values := d.RemainingArgs()
+	if len(values) == 0 {
+		return d.ArgErr()
+	}
+	for _, v := range values {
+		if check != nil {
+			if err := check(v); err != nil {
+				return d.Err(err.Error())
+			}
+		}
+	}
+	*dst = append(*dst, values...)
+	return nil
+}
+
+// onOff reads on or off; on is the default, kept as nil.
+func onOff(d *caddyfile.Dispenser) (*bool, error) {
+	option := d.Val()
+	var value string
+	if !d.AllArgs(&value) {
+		return nil, d.ArgErr()
+	}
+	switch value {
+	case "on":
+		return nil, nil
+	case "off":
+		return new(bool), nil
+	}
+	return nil, d.Errf("%s must be on or off, not %q", option, value)
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	option := d.Val()
+	var value string
+	if !d.AllArgs(&value) {
+		return d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(value)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s: invalid duration %q", option, value)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+func countArg(d *caddyfile.Dispenser, dst *int) error {
+	option := d.Val()
+	var value string
+	if !d.AllArgs(&value) {
+		return d.ArgErr()
+	}
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 1 {
+		return d.Errf("%s must be a positive whole number, not %q", option, value)
+	}
+	*dst = n
+	return nil
+}
+
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	option := d.Val()
+	var value string
+	if !d.AllArgs(&value) {
+		return d.ArgErr()
+	}
+	size, err := humanize.ParseBytes(value)
+	if err != nil || size < 1 || size > 1<<40 {
+		return d.Errf("%s: invalid size %q", option, value)
+	}
+	*dst = int64(size)
+	return nil
+}
+
+// checkSecretSource refuses a secret that {$VAR} wrote into the config: the
+// Caddyfile's own line shows it, though the token holds the value already.
+func checkSecretSource(d *caddyfile.Dispenser) error {
+	data, err := os.ReadFile(d.File())
+	if err != nil {
+		return nil // not from a file: nothing to look at
+	}
+	lines := strings.Split(string(data), "\n")
+	if line := d.Line(); line >= 1 && line <= len(lines) && strings.Contains(lines[line-1], "{$") {
+		return d.Err("secret: {$VAR} bakes the key into the config, and so into the admin API and the autosaved config; use {env.VAR} or {file.path}, resolved at start")
+	}
+	return nil
 }
 
 // Interface guards

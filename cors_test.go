@@ -21,7 +21,7 @@ func TestPreflightIsAnsweredBeforeIdentity(t *testing.T) {
 	for header, want := range map[string]string{
 		"Access-Control-Allow-Origin":          "https://authkit.picaos.com",
 		"Access-Control-Allow-Methods":         "POST, OPTIONS",
-		"Access-Control-Allow-Headers":         "Content-Type, Authorization, X-Custom",
+		"Access-Control-Allow-Headers":         "Content-Type, Authorization, X-Custom, X-AuthKit-Ticket",
 		"Access-Control-Max-Age":               "7200",
 		"Access-Control-Allow-Private-Network": "true",
 		"Allow":                                "POST, OPTIONS",

@@ -1,7 +1,7 @@
 package caddyauthkit
 
 import (
-	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -25,17 +25,26 @@ func newRoute(name, methods, headers string) *route {
 }
 
 var (
-	tokenRoute       = newRoute("token", "POST, OPTIONS", "")
+	tokenRoute       = newRoute("token", "POST, OPTIONS", "X-AuthKit-Ticket")
+	ticketRoute      = newRoute("ticket", "POST, OPTIONS", "")
 	connectionsRoute = newRoute("connections", "GET, OPTIONS", "")
 	connectionRoute  = newRoute("connection", "DELETE, OPTIONS", "")
 	connectorsRoute  = newRoute("connectors", "GET, OPTIONS", "")
 	passthroughRoute = newRoute("passthrough", "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-		"x-pica-connection-key, x-pica-action-id")
+		strings.Join(append(slicesOf(connectionKeyHeaders, actionIDHeaders), "X-AuthKit-Connection"), ", "))
 	unknownRoute = newRoute("unknown", "", "")
 
 	// routes are those a request can be answered on.
-	routes = []*route{tokenRoute, connectionsRoute, connectionRoute, connectorsRoute, passthroughRoute}
+	routes = []*route{tokenRoute, ticketRoute, connectionsRoute, connectionRoute, connectorsRoute, passthroughRoute}
 )
+
+func slicesOf(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
 
 func (rt *route) allows(method string) bool {
 	for m := range strings.SplitSeq(rt.allow[0], ", ") {
@@ -61,18 +70,17 @@ func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// Preflight comes without credentials: it is answered before identity.
 	if r.Method == http.MethodOptions && rt != unknownRoute {
 		a.cors.preflight(w, r, rt)
-		a.metrics.request(rt.name, http.StatusNoContent)
+		a.metrics.request(r, rt.name, http.StatusNoContent)
 		return nil
 	}
 	a.cors.allowOrigin(w.Header(), r.Header.Get("Origin"))
 
 	err := a.serve(w, r, rt, arg)
-	var se streamError
-	if errors.As(err, &se) {
+	if se, ok := err.(streamError); ok {
 		return se.error
 	}
 	if err != nil {
-		a.writeError(w, r, rt.name, err)
+		a.writeError(w, r, rt, err)
 	}
 	return nil
 }
@@ -85,7 +93,7 @@ func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg s
 		w.Header()["Allow"] = rt.allow
 		return newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+rt.allow[0])
 	}
-	id, err := a.resolveIdentity(r)
+	id, err := a.resolveIdentity(r, rt)
 	if err != nil {
 		return err
 	}
@@ -104,13 +112,16 @@ func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg s
 	switch rt {
 	case tokenRoute:
 		return a.serveToken(w, r, id)
+	case ticketRoute:
+		return a.serveTicket(w, r, id)
 	case connectionsRoute:
 		return a.serveConnections(w, r, id)
 	case connectionRoute:
 		return a.deleteConnection(w, r, id, arg)
-	default:
+	case connectorsRoute:
 		return a.serveConnectors(w, r)
 	}
+	panic(fmt.Sprintf("authkit: route %q has no handler", rt.name))
 }
 
 // matchRoute names the route of the path after the prefix, and its argument
@@ -119,6 +130,8 @@ func matchRoute(rest string) (*route, string) {
 	switch rest {
 	case "token":
 		return tokenRoute, ""
+	case "ticket":
+		return ticketRoute, ""
 	case "connections":
 		return connectionsRoute, ""
 	case "connectors":
@@ -135,7 +148,8 @@ func matchRoute(rest string) (*route, string) {
 	return unknownRoute, ""
 }
 
-// discardBody enforces the body limit on routes that read no body.
+// discardBody enforces the body limit on routes that read no body, and
+// refuses a body that cannot be read whole, before anything is done.
 func (a *AuthKit) discardBody(r *http.Request) error {
 	tooLarge := newError(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than "+strconv.FormatInt(a.MaxBodySize, 10)+" bytes")
 	if r.ContentLength > a.MaxBodySize {
@@ -144,30 +158,13 @@ func (a *AuthKit) discardBody(r *http.Request) error {
 	if r.Body == nil {
 		return nil
 	}
-	n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, a.MaxBodySize+1))
+	n, err := io.Copy(io.Discard, io.LimitReader(r.Body, a.MaxBodySize+1))
+	if err != nil {
+		return errBodyInvalid()
+	}
 	if n > a.MaxBodySize {
 		return tooLarge
 	}
-	return nil
-}
-
-func (a *AuthKit) serveToken(w http.ResponseWriter, r *http.Request, id identity) error {
-	var page, limit string
-	q := r.URL.Query()
-	if q.Has("page") || q.Has("limit") {
-		var err error
-		if page, err = positiveParam(q.Get("page"), "page", "1", 1_000_000); err != nil {
-			return err
-		}
-		if limit, err = positiveParam(q.Get("limit"), "limit", tokenPageLimit, 1000); err != nil {
-			return err
-		}
-	}
-	body, err := a.tokens.token(r.Context(), id, page, limit)
-	if err != nil {
-		return err
-	}
-	a.writeJSON(w, tokenRoute.name, body)
 	return nil
 }
 
@@ -183,12 +180,20 @@ func positiveParam(value, name, fallback string, max int) (string, error) {
 	return strconv.Itoa(n), nil
 }
 
-func (a *AuthKit) writeJSON(w http.ResponseWriter, route string, body []byte) {
+func (a *AuthKit) writeJSON(w http.ResponseWriter, r *http.Request, rt *route, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
-	a.metrics.request(route, http.StatusOK)
+	a.metrics.request(r, rt.name, http.StatusOK)
+}
+
+// serverName is the name of the Caddy server that took r, for metrics.
+func serverName(r *http.Request) string {
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Name() != "" {
+		return srv.Name()
+	}
+	return "unknown"
 }

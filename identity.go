@@ -1,8 +1,6 @@
 package caddyauthkit
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
 	"strings"
 	"unicode"
@@ -21,9 +19,16 @@ type identity struct {
 	Type string
 }
 
-// resolveIdentity reads the caller's identity from the configured placeholders.
-// Nothing the client sends in the body or query is consulted.
-func (a *AuthKit) resolveIdentity(r *http.Request) (identity, error) {
+// resolveIdentity reads the caller's identity: on the token route from a
+// ticket when the request carries one, else from the configured
+// placeholders. Nothing else the client sends is consulted.
+func (a *AuthKit) resolveIdentity(r *http.Request, rt *route) (identity, error) {
+	if tickets := r.Header.Values(ticketHeader); len(tickets) > 0 && rt == tokenRoute {
+		if len(tickets) > 1 {
+			return identity{}, errTicketInvalid()
+		}
+		return a.tickets.open(tickets[0])
+	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
 		return identity{}, newError(http.StatusInternalServerError, "internal_error", "no replacer in request context")
@@ -87,11 +92,4 @@ func headerOfPlaceholder(placeholder string) string {
 		return placeholder[len(open) : len(placeholder)-1]
 	}
 	return ""
-}
-
-// redact is how identities and connection keys appear in logs: a short hash
-// that correlates lines without revealing the value.
-func redact(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:6])
 }

@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"errors"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -9,27 +10,34 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the module's Prometheus collectors. Labels are routes, Pica
-// endpoints, statuses and reasons: never an identity or a key.
+// metrics are the module's Prometheus collectors. Labels are servers,
+// routes, methods, vendor endpoints, statuses and reasons: never an identity
+// or a key.
 type metrics struct {
-	requests    *prometheus.CounterVec
-	picaLatency *prometheus.HistogramVec
-	retries     *prometheus.CounterVec
-	cache       *prometheus.CounterVec
-	cacheHits   prometheus.Counter
-	cacheMisses prometheus.Counter
-	evictions   prometheus.Counter
-	denials     *prometheus.CounterVec
+	requests      *prometheus.CounterVec
+	vendorLatency *prometheus.HistogramVec
+	retries       *prometheus.CounterVec
+	cache         *prometheus.CounterVec
+	cacheHits     prometheus.Counter
+	cacheMisses   prometheus.Counter
+	evictions     prometheus.Counter
+	denials       *prometheus.CounterVec
+	inFlight      prometheus.Gauge
+	overloaded    prometheus.Counter
 
-	// byRouteCode caches requests' counters: the hot path skips formatting
+	// counters caches requests' counters: the hot path skips formatting
 	// the code and hashing the labels.
-	byRouteCode sync.Map
+	counters sync.Map
 }
 
-type routeCode struct {
-	route string
-	code  int
+type requestLabels struct {
+	server, route, method string
+	code                  int
 }
+
+// denialReasons are initialised at 0, so a rate over them is defined
+// before the first denial.
+var denialReasons = []string{"identity_missing", "ticket_invalid", "connection_not_owned", "platform_not_allowed", "action_not_allowed"}
 
 // newMetrics registers the collectors in registry (Caddy makes a new one on
 // every config load), reusing any that another authkit handler registered.
@@ -38,16 +46,16 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "requests_total",
-			Help: "Requests answered by the authkit handler, by route and status code.",
-		}, []string{"route", "code"}),
-		picaLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: ns, Subsystem: sub, Name: "pica_request_duration_seconds",
-			Help:    "Latency of the gateway's own calls to Pica, by endpoint and outcome (status code or error).",
+			Help: "Requests answered by the authkit handler, by server, route, method (OPTIONS for preflight) and status code.",
+		}, []string{"server", "route", "method", "code"}),
+		vendorLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "vendor_request_duration_seconds",
+			Help:    "Latency of the gateway's own calls to the vendor, by endpoint and outcome (status code or error).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"endpoint", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "pica_retries_total",
-			Help: "Calls to Pica that were retried, by endpoint.",
+			Namespace: ns, Subsystem: sub, Name: "vendor_retries_total",
+			Help: "Calls to the vendor that were retried, by endpoint.",
 		}, []string{"endpoint"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "ownership_cache_lookups_total",
@@ -61,6 +69,14 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "denials_total",
 			Help: "Requests refused for the caller's own reasons (401 and 403), by reason.",
 		}, []string{"reason"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "vendor_calls_in_flight",
+			Help: "Calls to the vendor in flight, passthrough included.",
+		}),
+		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "overloaded_total",
+			Help: "Requests answered 503 because max_concurrent calls to the vendor were in flight.",
+		}),
 	}
 	if registry != nil {
 		if err := m.register(registry); err != nil {
@@ -68,53 +84,49 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 		}
 	}
 	m.cacheHits, m.cacheMisses = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
+	for _, reason := range denialReasons {
+		m.denials.WithLabelValues(reason)
+	}
 	return m, nil
 }
 
 // register puts the collectors in registry, reusing any already there.
 func (m *metrics) register(registry *prometheus.Registry) error {
-	var err error
-	if m.requests, err = register(registry, m.requests); err != nil {
-		return err
-	}
-	if m.picaLatency, err = register(registry, m.picaLatency); err != nil {
-		return err
-	}
-	if m.retries, err = register(registry, m.retries); err != nil {
-		return err
-	}
-	if m.cache, err = register(registry, m.cache); err != nil {
-		return err
-	}
-	if m.evictions, err = register(registry, m.evictions); err != nil {
-		return err
-	}
-	m.denials, err = register(registry, m.denials)
-	return err
+	return errors.Join(
+		registerInto(registry, &m.requests),
+		registerInto(registry, &m.vendorLatency),
+		registerInto(registry, &m.retries),
+		registerInto(registry, &m.cache),
+		registerInto(registry, &m.evictions),
+		registerInto(registry, &m.denials),
+		registerInto(registry, &m.inFlight),
+		registerInto(registry, &m.overloaded),
+	)
 }
 
-func register[C prometheus.Collector](registry *prometheus.Registry, c C) (C, error) {
-	err := registry.Register(c)
+func registerInto[C prometheus.Collector](registry *prometheus.Registry, c *C) error {
+	err := registry.Register(*c)
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
 		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
+			*c = existing
+			return nil
 		}
 	}
-	return c, err
+	return err
 }
 
-func (m *metrics) request(route string, status int) {
-	key := routeCode{route, status}
-	c, ok := m.byRouteCode.Load(key)
+func (m *metrics) request(r *http.Request, route string, status int) {
+	key := requestLabels{serverName(r), route, r.Method, status}
+	c, ok := m.counters.Load(key)
 	if !ok {
-		c, _ = m.byRouteCode.LoadOrStore(key, m.requests.WithLabelValues(route, strconv.Itoa(status)))
+		c, _ = m.counters.LoadOrStore(key, m.requests.WithLabelValues(key.server, route, r.Method, strconv.Itoa(status)))
 	}
 	c.(prometheus.Counter).Inc()
 }
 
-func (m *metrics) picaCall(endpoint, outcome string, d time.Duration) {
-	m.picaLatency.WithLabelValues(endpoint, outcome).Observe(d.Seconds())
+func (m *metrics) vendorCall(endpoint, outcome string, d time.Duration) {
+	m.vendorLatency.WithLabelValues(endpoint, outcome).Observe(d.Seconds())
 }
 
 func (m *metrics) retry(endpoint string) { m.retries.WithLabelValues(endpoint).Inc() }

@@ -1,20 +1,18 @@
 // Package caddyauthkit is a Caddy HTTP handler that gives any web app the backend
-// Pica AuthKit needs: the token route the hosted iframe calls, a Passthrough proxy
-// that attaches the Pica secret and checks connection ownership, and the caller's
-// own connections. The caller's identity always comes from the authentication
-// layer in front of it, never from the browser.
+// One Auth (formerly Pica AuthKit) needs: the token route the hosted iframe calls,
+// a Passthrough proxy that attaches the vendor's secret and checks connection
+// ownership, and the caller's own connections. The caller's identity always comes
+// from the authentication layer in front of it, never from the browser.
 package caddyauthkit
 
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
@@ -24,14 +22,15 @@ func init() {
 	caddy.RegisterModule(AuthKit{})
 }
 
-// Defaults of the options a user may leave out.
+// Defaults of the options a user may leave out; the API and the CORS origin
+// follow the provider.
 const (
-	DefaultAPI                = "https://api.picaos.com"
+	DefaultProvider           = "pica"
 	DefaultPrefix             = "/authkit"
 	DefaultIdentity           = "{http.auth.user.id}"
 	DefaultIdentityType       = "user"
-	DefaultCORSOrigin         = "https://authkit.picaos.com"
 	DefaultOwnershipTTL       = time.Minute
+	DefaultTicketTTL          = time.Minute
 	DefaultOwnershipCacheSize = 100_000
 	DefaultTimeout            = 10 * time.Second
 	DefaultMaxConcurrent      = 1024
@@ -52,13 +51,19 @@ const (
 // in front ({http.auth.user.id} by default). Requests outside the prefix go to the
 // next handler untouched.
 type AuthKit struct {
-	// The Pica secret key. Use a runtime placeholder such as {env.PICA_SECRET_KEY}
-	// or {file./run/secrets/pica}: it stays a placeholder in the config (and so in
-	// the admin API and the autosaved config) and is resolved at provision.
-	// Required.
+	// The vendor's dialect: "pica" (api.picaos.com) or "one" (api.withone.ai,
+	// Pica renamed). The API, the CORS origin and the header names follow it.
+	// Default: pica
+	Provider string `json:"provider,omitempty"`
+
+	// The vendor's secret key. Use a runtime placeholder such as
+	// {env.ONE_SECRET_KEY} or {file./run/secrets/one}: it stays a placeholder in
+	// the config (and so in the admin API and the autosaved config) and is
+	// resolved at provision. Required.
 	Secret string `json:"secret,omitempty"`
 
-	// Base URL of the Pica API. Default: https://api.picaos.com
+	// Base URL of the vendor's API, scheme://host[:port] without a path.
+	// Default: https://api.picaos.com, or https://api.withone.ai for One.
 	API string `json:"api,omitempty"`
 
 	// Path prefix of the routes. Default: /authkit
@@ -78,7 +83,8 @@ type AuthKit struct {
 	IdentityTrustedProxiesOnly bool `json:"identity_trusted_proxies_only,omitempty"`
 
 	// Origins allowed to call the routes cross-origin; "*" allows any origin.
-	// Default: https://authkit.picaos.com
+	// Default: the vendor's iframe, https://authkit.picaos.com or, for One,
+	// https://auth.withone.ai
 	CORSOrigins []string `json:"cors_origins,omitempty"`
 
 	// Request headers the browser may send besides Content-Type and Authorization.
@@ -88,8 +94,9 @@ type AuthKit struct {
 	// passthrough calls may use. Default: all.
 	Platforms []string `json:"platforms,omitempty"`
 
-	// Values of x-pica-action-id that passthrough calls may use. When set, a
-	// call without one of them is refused. Default: all.
+	// Action ids (the x-pica-action-id or x-one-action-id header) that
+	// passthrough calls may use. When set, a call without one of them is
+	// refused. Default: all.
 	Actions []string `json:"actions,omitempty"`
 
 	// Check that a passthrough call's connection key belongs to the caller.
@@ -103,34 +110,56 @@ type AuthKit struct {
 	// Default: 100000
 	OwnershipCacheSize int `json:"ownership_cache_size,omitempty"`
 
-	// Time budget of one call to Pica, retries included. Default: 10s
+	// Time budget of one call to the vendor, retries included, and of a whole
+	// token however many pages it has; for passthrough, the wait for the
+	// answer's headers (a streamed body may take longer). Default: 10s
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	// Most calls to Pica in flight at once; beyond it callers get 503 with
-	// Retry-After. Default: 1024
+	// Most calls to the vendor in flight at once, passthrough included;
+	// beyond it callers get 503 with Retry-After. Default: 1024
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
+
+	// How long a ticket from {prefix}/ticket is accepted on the token route.
+	// Default: 1m
+	TicketTTL caddy.Duration `json:"ticket_ttl,omitempty"`
+
+	// The key tickets are signed and encrypted with; a placeholder such as
+	// {env.AUTHKIT_TICKET_KEY}. Default: derived from the secret, so every
+	// instance with the same secret accepts the others' tickets.
+	TicketKey string `json:"ticket_key,omitempty"`
+
+	// Include connection keys in {prefix}/connections rows. With keyless
+	// passthrough (X-AuthKit-Connection) the browser never needs them.
+	// Default: true
+	ExposeKeys *bool `json:"expose_keys,omitempty"`
 
 	// Largest request body accepted on the token and connection routes, in
 	// bytes; larger gets 413. Passthrough bodies are not limited. Default: 65536
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	// The reverse_proxy handler for passthrough calls. Left out, it is made
-	// from `api`; given, its upstreams and transport default to `api` too.
+	// The reverse_proxy handler that carries passthrough calls; only
+	// reverse_proxy is accepted. Its transport (TLS, forward proxy, dial
+	// settings) carries every other call to the vendor too. Left out, it is
+	// made from `api`; given, its upstreams and transport default to `api`.
 	ProxyRaw json.RawMessage `json:"proxy,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
 
+	provider       *provider
 	secret         string
 	apiURL         *url.URL
 	identityHeader string
 	ownershipOn    bool
+	exposeKeys     bool
 	platforms      map[string]struct{}
 	actions        map[string]struct{}
+	logHashKey     []byte
 
 	proxy      *reverseproxy.Handler
 	pica       *picaClient
 	cors       *corsPolicy
-	owners     *ownershipCache
+	owners     *cache[string]
 	tokens     *tokenSource
-	connectors *responseCache
+	tickets    *tickets
+	connectors *cache[[]byte]
 	metrics    *metrics
 	logger     *zap.Logger
 }
@@ -143,46 +172,65 @@ func (AuthKit) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves the secret, fills defaults and loads the passthrough proxy.
-// It makes no network calls.
+// Provision resolves the secret, fills defaults and loads the passthrough
+// proxy, whose transport then carries every call to the vendor. It makes no
+// network calls.
 func (a *AuthKit) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	a.setDefaults()
-
+	if err := a.setDefaults(); err != nil {
+		return err
+	}
 	secret, err := resolveSecret(a.Secret)
 	if err != nil {
 		return err
 	}
 	a.secret = secret
 	if !strings.Contains(a.Secret, "{") {
-		a.logger.Warn("the Pica secret is written into the config; use {env.PICA_SECRET_KEY} or {file.*} so it stays out of the admin API and autosaved config")
+		a.logger.Warn("the secret is written into the config; use {env.ONE_SECRET_KEY} or {file.*} so it stays out of the admin API and autosaved config")
 	}
-
-	a.apiURL, err = parseAPI(a.API)
-	if err != nil {
+	ticketKey := secret
+	if a.TicketKey != "" {
+		if ticketKey, err = resolveSecret(a.TicketKey); err != nil {
+			return fmt.Errorf("ticket_key: %v", err)
+		}
+	}
+	if a.apiURL, err = parseAPI(a.API); err != nil {
 		return err
 	}
 	a.identityHeader = headerOfPlaceholder(a.Identity)
 	a.ownershipOn = a.Ownership == nil || *a.Ownership
+	a.exposeKeys = a.ExposeKeys == nil || *a.ExposeKeys
 	a.platforms = setOf(a.Platforms)
 	a.actions = setOf(a.Actions)
 	a.cors = newCORSPolicy(a.CORSOrigins, a.CORSHeaders)
+	a.logHashKey = deriveKey(secret, purposeLogHash)
+	a.tickets = newTickets(ticketKey, time.Duration(a.TicketTTL))
 
-	a.metrics, err = newMetrics(ctx.GetMetricsRegistry())
+	if a.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	transport, err := a.provisionProxy(ctx)
 	if err != nil {
 		return err
 	}
-	a.pica = newPicaClient(a.apiURL, a.secret, time.Duration(a.Timeout), a.MaxConcurrent, a.logger, a.metrics)
+	a.pica = newPicaClient(a.apiURL, a.provider, a.secret, transport, time.Duration(a.Timeout), a.MaxConcurrent, a.logger, a.metrics)
 	a.tokens = newTokenSource(a.pica)
-	a.connectors = newResponseCache(30*time.Second, 256)
-	a.owners = newOwnershipCache(a.OwnershipCacheSize, time.Duration(a.OwnershipTTL), a.metrics)
-
-	return a.provisionProxy(ctx)
+	a.connectors = newCache[[]byte](256, connectorsTTL)
+	a.owners = newCache[string](a.OwnershipCacheSize, time.Duration(a.OwnershipTTL))
+	a.owners.onLookup, a.owners.onEvict = a.metrics.cacheLookup, a.metrics.cacheEviction
+	return nil
 }
 
-func (a *AuthKit) setDefaults() {
+func (a *AuthKit) setDefaults() error {
+	if a.Provider == "" {
+		a.Provider = DefaultProvider
+	}
+	a.provider = providers[a.Provider]
+	if a.provider == nil {
+		return fmt.Errorf("authkit: provider %q must be pica or one", a.Provider)
+	}
 	if a.API == "" {
-		a.API = DefaultAPI
+		a.API = a.provider.api
 	}
 	if a.Prefix == "" {
 		a.Prefix = DefaultPrefix
@@ -195,22 +243,26 @@ func (a *AuthKit) setDefaults() {
 		a.IdentityType = DefaultIdentityType
 	}
 	if len(a.CORSOrigins) == 0 {
-		a.CORSOrigins = []string{DefaultCORSOrigin}
+		a.CORSOrigins = []string{a.provider.corsOrigin}
 	}
-	if a.OwnershipTTL <= 0 {
-		a.OwnershipTTL = caddy.Duration(DefaultOwnershipTTL)
-	}
+	defaultDuration(&a.OwnershipTTL, DefaultOwnershipTTL)
+	defaultDuration(&a.Timeout, DefaultTimeout)
+	defaultDuration(&a.TicketTTL, DefaultTicketTTL)
 	if a.OwnershipCacheSize <= 0 {
 		a.OwnershipCacheSize = DefaultOwnershipCacheSize
-	}
-	if a.Timeout <= 0 {
-		a.Timeout = caddy.Duration(DefaultTimeout)
 	}
 	if a.MaxConcurrent <= 0 {
 		a.MaxConcurrent = DefaultMaxConcurrent
 	}
 	if a.MaxBodySize <= 0 {
 		a.MaxBodySize = DefaultMaxBodySize
+	}
+	return nil
+}
+
+func defaultDuration(d *caddy.Duration, fallback time.Duration) {
+	if *d <= 0 {
+		*d = caddy.Duration(fallback)
 	}
 }
 
@@ -230,113 +282,14 @@ func resolveSecret(placeholder string) (string, error) {
 	return secret, nil
 }
 
-func parseAPI(api string) (*url.URL, error) {
-	u, err := url.Parse(api)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("authkit: api %q must be an absolute http(s) URL", api)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("authkit: api %q must not carry a query, fragment or user info", api)
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	return u, nil
-}
-
-// provisionProxy loads the passthrough reverse_proxy, with its upstream and
-// transport defaulting to the Pica API, and wraps its transport so the secret is
-// added to the outgoing copy of each request only.
-func (a *AuthKit) provisionProxy(ctx caddy.Context) error {
-	var rp reverseproxy.Handler
-	if len(a.ProxyRaw) > 0 {
-		if err := json.Unmarshal(a.ProxyRaw, &rp); err != nil {
-			return fmt.Errorf("authkit: decoding proxy: %v", err)
-		}
-	}
-	if len(rp.Upstreams) == 0 && rp.DynamicUpstreamsRaw == nil {
-		rp.Upstreams = reverseproxy.UpstreamPool{{Dial: dialAddress(a.apiURL)}}
-	}
-	if rp.TransportRaw == nil {
-		transport := map[string]any{
-			"protocol":                "http",
-			"response_header_timeout": caddy.Duration(a.Timeout),
-		}
-		if a.apiURL.Scheme == "https" {
-			transport["tls"] = map[string]any{}
-		}
-		raw, err := json.Marshal(transport)
-		if err != nil {
-			return err
-		}
-		rp.TransportRaw = raw
-	}
-	if rp.LoadBalancing == nil {
-		// Retry only when the dial failed, so nothing reached Pica: a retry
-		// matcher that never matches stops Caddy's default retry of GETs
-		// after a transport error, which could repeat a call and overrun
-		// the timeout.
-		rp.LoadBalancing = &reverseproxy.LoadBalancing{
-			Retries:     2,
-			TryInterval: caddy.Duration(100 * time.Millisecond),
-			RetryMatchRaw: caddyhttp.RawMatcherSets{
-				{"expression": json.RawMessage(`"false"`)},
-			},
-		}
-	}
-	a.ProxyRaw = caddyconfig.JSONModuleObject(rp, "handler", "reverse_proxy", nil)
-
-	mod, err := ctx.LoadModule(a, "ProxyRaw")
-	if err != nil {
-		return fmt.Errorf("authkit: loading proxy: %v", err)
-	}
-	proxy, ok := mod.(*reverseproxy.Handler)
-	if !ok {
-		return fmt.Errorf("authkit: proxy must be a reverse_proxy handler, not %T", mod)
-	}
-	proxy.Transport = &picaTransport{next: proxy.Transport, secret: a.secret}
-	a.proxy = proxy
-	return nil
-}
-
-func dialAddress(u *url.URL) string {
-	if u.Port() != "" {
-		return u.Host
-	}
-	port := "80"
-	if u.Scheme == "https" {
-		port = "443"
-	}
-	return net.JoinHostPort(u.Hostname(), port)
-}
-
-// Validate checks the configuration; it changes nothing.
-func (a *AuthKit) Validate() error {
-	if !strings.Contains(a.Identity, "{") {
-		return fmt.Errorf("authkit: identity %q must be a placeholder set by the authentication layer, such as {http.auth.user.id}", a.Identity)
-	}
-	if !strings.Contains(a.IdentityType, "{") && !validIdentityType(a.IdentityType) {
-		return fmt.Errorf("authkit: identity_type %q must be user, team, organization, project or a placeholder", a.IdentityType)
-	}
-	if a.IdentityTrustedProxiesOnly && a.identityHeader == "" {
-		return fmt.Errorf("authkit: identity_trusted_proxies_only needs a header identity ({http.request.header.*})")
-	}
-	for _, origin := range a.CORSOrigins {
-		if err := validateOrigin(origin); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Cleanup releases the caches; Caddy cleans up the guest reverse_proxy itself.
+// Cleanup releases the caches; Caddy cleans up the guest reverse_proxy, and
+// with it the transport, itself.
 func (a *AuthKit) Cleanup() error {
 	if a.owners != nil {
 		a.owners.clear()
 	}
 	if a.connectors != nil {
 		a.connectors.clear()
-	}
-	if a.pica != nil {
-		a.pica.close()
 	}
 	return nil
 }

@@ -283,9 +283,9 @@ func TestPassthroughAnswersByWhoseAnswerItIs(t *testing.T) {
 		status int
 		code   string
 	}{
-		"Pica rejects the secret": {sandbox.Fault{Status: 401}, 502, "pica_rejected_secret"},
-		"Pica rate-limits":        {sandbox.Fault{Status: 429}, 429, "pica_rate_limited"},
-		"Pica fails":              {sandbox.Fault{Status: 500}, 502, "pica_unavailable"},
+		"Pica rejects the secret": {sandbox.Fault{Status: 401}, 502, "vendor_rejected_secret"},
+		"Pica rate-limits":        {sandbox.Fault{Status: 429}, 429, "vendor_rate_limited"},
+		"Pica fails":              {sandbox.Fault{Status: 500}, 502, "vendor_unavailable"},
 		"Pica resets":             {sandbox.Fault{Reset: true}, 502, ""},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -3,107 +3,119 @@ package caddyauthkit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-// maxPicaBody caps what is read of one Pica answer.
-const maxPicaBody = 32 << 20
+// The vendor's endpoints, by the one name the metrics, the logs and the
+// sandbox's faults use.
+const (
+	endpointToken       = "token"
+	endpointFlags       = "flags"
+	endpointVaultList   = "vault_list"
+	endpointVaultGet    = "vault_get"
+	endpointVaultDelete = "vault_delete"
+	endpointConnectors  = "connectors"
+	endpointPassthrough = "passthrough"
+)
 
-// maxAttempts is how often an idempotent Pica call is tried.
-const maxAttempts = 3
+const (
+	// maxVendorBody caps what is read of one answer.
+	maxVendorBody = 32 << 20
+	// maxAttempts is how often an idempotent call is tried.
+	maxAttempts = 3
+	// maxRetryWait is the longest wait the vendor may ask for that the
+	// gateway sits out itself; a longer one goes to the caller at once.
+	maxRetryWait = time.Second
+)
 
-// maxRetryWait is the longest wait Pica may ask for that the gateway sits
-// out itself; a longer one goes to the caller as Retry-After at once.
-const maxRetryWait = time.Second
-
-// picaClient makes the gateway's own calls to the Pica API (everything but
-// passthrough, which goes through reverse_proxy).
+// picaClient is the one road to the vendor's API (Pica or One), for every
+// route: it rides on the guest reverse_proxy's transport, so the TLS, proxy
+// and dial settings of the `proxy` block apply to all of them, and it holds
+// the slots that bound the calls in flight, passthrough included.
 type picaClient struct {
-	base    *url.URL
-	secret  string
-	client  *http.Client
-	timeout time.Duration
-	slots   chan struct{}
-	logger  *zap.Logger
-	metrics *metrics
-	sleep   func(ctx context.Context, d time.Duration) error
+	base     *url.URL
+	provider *provider
+	secret   string
+	client   *http.Client
+	timeout  time.Duration
+	slots    chan struct{}
+	logger   *zap.Logger
+	metrics  *metrics
 }
 
-// picaCall is one request to Pica. Endpoint names it in logs and metrics.
-type picaCall struct {
-	Endpoint   string
-	Method     string
-	Path       string
-	Query      url.Values
-	Body       []byte
-	Idempotent bool
-	// Buffer, when set, receives the answer, which then aliases it.
-	Buffer *bytes.Buffer
+// vendorCall is one request to the vendor.
+type vendorCall struct {
+	endpoint   string
+	method     string
+	path       string
+	query      url.Values
+	body       []byte
+	idempotent bool
+	// buffer, when set, receives the answer, which then aliases it.
+	buffer *bytes.Buffer
 }
 
-// picaStatusError is a non-2xx answer from Pica.
-type picaStatusError struct {
-	Status     int
-	RetryAfter int
+// vendorStatus is a 4xx answer a caller of do may interpret (404, say).
+type vendorStatus struct {
+	status int
+	err    *apiError // what to tell the caller if it does not
 }
 
-func (e *picaStatusError) Error() string { return fmt.Sprintf("pica answered %d", e.Status) }
+func (e *vendorStatus) Error() string { return e.err.Error() }
 
-func newPicaClient(base *url.URL, secret string, timeout time.Duration, maxConcurrent int, logger *zap.Logger, m *metrics) *picaClient {
-	transport := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:   true,
-		MaxIdleConns:        64,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 5 * time.Second,
-	}
+func newPicaClient(base *url.URL, p *provider, secret string, transport http.RoundTripper, timeout time.Duration, maxConcurrent int, logger *zap.Logger, m *metrics) *picaClient {
 	return &picaClient{
-		base:    base,
-		secret:  secret,
-		client:  &http.Client{Transport: transport, CheckRedirect: noRedirects},
+		base:     base,
+		provider: p,
+		secret:   secret,
+		// Never follow a redirect: the secret would go with it.
+		client:  &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		timeout: timeout,
 		slots:   make(chan struct{}, maxConcurrent),
 		logger:  logger,
 		metrics: m,
-		sleep:   sleepContext,
 	}
 }
 
-// noRedirects keeps the secret from following a redirect anywhere.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-func (p *picaClient) close() {
-	p.client.CloseIdleConnections()
-}
-
-// do makes call within the client's time budget and returns the body of a 2xx
-// answer. Idempotent calls are retried on connection errors, 429, 502, 503 and
-// 504 with jittered backoff that honours Retry-After. Errors come back as the
-// envelope the caller should see, except a *picaStatusError for 4xx answers
-// the caller may want to interpret (e.g. 404).
-func (p *picaClient) do(ctx context.Context, call picaCall) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-
+// acquire takes one of the max_concurrent slots, or says the gateway is
+// overloaded.
+func (p *picaClient) acquire() (release func(), err error) {
 	select {
 	case p.slots <- struct{}{}:
-		defer func() { <-p.slots }()
+		p.metrics.inFlight.Inc()
+		return func() { <-p.slots; p.metrics.inFlight.Dec() }, nil
 	default:
-		return nil, retryLater(http.StatusServiceUnavailable, "overloaded", "too many calls to Pica in flight", 1)
+		p.metrics.overloaded.Inc()
+		return nil, retryLater(http.StatusServiceUnavailable, "overloaded", "too many calls to the vendor in flight", 1)
 	}
+}
+
+// do makes call within the client's time budget and returns the body of a
+// 2xx answer. Idempotent calls are retried on network errors, 429, 502, 503
+// and 504 with jittered backoff that honours Retry-After. Errors are the
+// envelope to answer, or a *vendorStatus for a 4xx the caller may interpret.
+func (p *picaClient) do(ctx context.Context, call vendorCall) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if ctx.Value(caddy.ReplacerCtxKey) == nil { // the transport may need one
+		ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddy.NewReplacer())
+	}
+	release, err := p.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 
 	var lastErr error
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
@@ -112,34 +124,34 @@ func (p *picaClient) do(ctx context.Context, call picaCall) ([]byte, error) {
 			return body, nil
 		}
 		lastErr = err
-		if !call.Idempotent || wait < 0 || wait > maxRetryWait || attempt == maxAttempts {
+		if !call.idempotent || wait < 0 || wait > maxRetryWait || attempt == maxAttempts {
 			break
 		}
-		p.metrics.retry(call.Endpoint)
-		if p.sleep(ctx, backoff(attempt, wait)) != nil {
+		p.metrics.retry(call.endpoint)
+		if sleepContext(ctx, backoff(attempt, wait)) != nil {
 			break
 		}
 	}
 	return nil, p.explain(ctx, lastErr)
 }
 
-// attempt makes one request. wait is negative when the failure is final, else
-// the delay Pica asked for (0 when it did not say).
-func (p *picaClient) attempt(ctx context.Context, call picaCall, attempt int) (body []byte, wait time.Duration, err error) {
+// attempt makes one request. wait is negative when the failure is final,
+// else the delay the vendor asked for (0 when it did not say).
+func (p *picaClient) attempt(ctx context.Context, call vendorCall, attempt int) (body []byte, wait time.Duration, err error) {
 	u := *p.base
-	u.Path += call.Path
-	u.RawQuery = call.Query.Encode()
+	u.Path += call.path
+	u.RawQuery = call.query.Encode()
 	var reqBody io.Reader
-	if call.Body != nil {
-		reqBody = bytes.NewReader(call.Body)
+	if call.body != nil {
+		reqBody = bytes.NewReader(call.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, call.Method, u.String(), reqBody)
+	req, err := http.NewRequestWithContext(ctx, call.method, u.String(), reqBody)
 	if err != nil {
 		return nil, -1, err
 	}
-	req.Header.Set("x-pica-secret", p.secret)
+	req.Header.Set(p.provider.secretHeader, p.secret)
 	req.Header.Set("Accept", "application/json")
-	if call.Body != nil {
+	if call.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 
@@ -148,59 +160,63 @@ func (p *picaClient) attempt(ctx context.Context, call picaCall, attempt int) (b
 	status := 0
 	if err == nil {
 		status = resp.StatusCode
-		body, err = readBody(resp, call.Buffer)
+		body, err = readBody(resp, call.buffer)
 		resp.Body.Close()
-		if err == nil && len(body) > maxPicaBody {
+		if err == nil && len(body) > maxVendorBody {
 			err = errors.New("answer too large")
 		}
 	}
-	duration := time.Since(start)
-	p.observe(call.Endpoint, status, err, duration, attempt)
+	p.observe(ctx, call, status, err, time.Since(start), attempt)
 
 	switch {
 	case err != nil:
-		// A cancelled or expired context is final; a network error may pass.
 		if ctx.Err() != nil {
-			return nil, -1, ctx.Err()
+			return nil, -1, ctx.Err() // cancelled or out of time: final
 		}
 		return nil, 0, err
 	case status >= 200 && status < 300:
 		return body, 0, nil
 	}
-	statusErr := &picaStatusError{Status: status, RetryAfter: retryAfterSeconds(resp.Header)}
+	failure := vendorError(status, resp.Header, body, p.secret)
 	switch status {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return nil, time.Duration(statusErr.RetryAfter) * time.Second, statusErr
+		return nil, time.Duration(failure.retryAfter) * time.Second, failure
 	}
-	return nil, -1, statusErr
+	if status >= 400 && status < 500 && status != http.StatusUnauthorized && status != http.StatusForbidden {
+		return nil, -1, &vendorStatus{status: status, err: failure}
+	}
+	return nil, -1, failure
 }
 
-// readBody reads at most maxPicaBody+1 bytes into buf (a new one when nil),
+// readBody reads at most maxVendorBody+1 bytes into buf (a new one when nil),
 // grown once from Content-Length.
 func readBody(resp *http.Response, buf *bytes.Buffer) ([]byte, error) {
 	if buf == nil {
 		buf = new(bytes.Buffer)
 	}
 	buf.Reset()
-	if n := resp.ContentLength; n > 0 && n <= maxPicaBody {
+	if n := resp.ContentLength; n > 0 && n <= maxVendorBody {
 		buf.Grow(int(n) + bytes.MinRead)
 	}
-	_, err := buf.ReadFrom(io.LimitReader(resp.Body, maxPicaBody+1))
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, maxVendorBody+1))
 	return buf.Bytes(), err
 }
 
-func (p *picaClient) observe(endpoint string, status int, err error, d time.Duration, attempt int) {
+func (p *picaClient) observe(ctx context.Context, call vendorCall, status int, err error, d time.Duration, attempt int) {
 	outcome := strconv.Itoa(status)
 	if err != nil {
 		outcome = "error"
 	}
-	p.metrics.picaCall(endpoint, outcome, d)
-	if c := p.logger.Check(zapcore.DebugLevel, "pica call"); c != nil {
+	p.metrics.vendorCall(call.endpoint, outcome, d)
+	if c := p.logger.Check(zapcore.DebugLevel, "vendor call"); c != nil {
 		fields := []zap.Field{
-			zap.String("endpoint", endpoint),
+			zap.String("endpoint", call.endpoint),
+			zap.String("method", call.method),
+			zap.String("path", call.path),
 			zap.Int("status", status),
 			zap.Duration("duration", d),
 			zap.Int("attempt", attempt),
+			zap.String("request_id", requestIDOf(ctx)),
 		}
 		if err != nil {
 			// Never the *url.Error itself: its URL carries identities and keys.
@@ -212,41 +228,44 @@ func (p *picaClient) observe(endpoint string, status int, err error, d time.Dura
 
 // explain turns a failed call into what the caller should be told.
 func (p *picaClient) explain(ctx context.Context, err error) error {
-	var se *picaStatusError
+	var ae *apiError
+	var vs *vendorStatus
 	switch {
-	case errors.As(err, &se):
-		switch {
-		case se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden:
-			return newError(http.StatusBadGateway, "pica_rejected_secret", "Pica rejected the gateway's secret key")
-		case se.Status == http.StatusTooManyRequests:
-			return retryLater(http.StatusTooManyRequests, "pica_rate_limited", "Pica is rate-limiting this account", se.RetryAfter)
-		case se.Status >= 500:
-			return newError(http.StatusBadGateway, "pica_unavailable", fmt.Sprintf("Pica answered %d", se.Status))
-		}
-		return se
+	case errors.As(err, &vs):
+		return vs
+	case errors.As(err, &ae):
+		return ae
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return newError(http.StatusGatewayTimeout, "pica_timeout", "Pica did not answer in time")
+		return errVendorTimeout()
 	case errors.Is(err, context.Canceled):
-		return newError(499, "client_closed", "the client went away")
+		return errClientGone
 	}
-	return newError(http.StatusBadGateway, "pica_unreachable", "Pica could not be reached")
+	return newError(http.StatusBadGateway, "vendor_unreachable", "the vendor's API could not be reached")
 }
 
-// unexpected is the envelope for a 4xx answer the gateway did not expect: its
-// own request was wrong, so it is the gateway's fault, not the caller's.
+// unexpected is the envelope of a 4xx the caller of do did not interpret:
+// the gateway's own request was refused, so the fault is the gateway's
+// (a wrong `api`, say), and trying again will not help.
 func unexpected(err error) error {
-	var se *picaStatusError
-	if errors.As(err, &se) {
-		return newError(http.StatusBadGateway, "pica_bad_response", fmt.Sprintf("Pica answered %d", se.Status))
+	var vs *vendorStatus
+	if !errors.As(err, &vs) {
+		return err
 	}
-	return err
+	out := *vs.err
+	out.Status = http.StatusBadGateway
+	out.Message = "the vendor answered " + strconv.Itoa(vs.status) + " to the gateway (check `api`): " + vs.err.Message
+	return notRetryable(&out)
 }
 
-func badAnswer() error {
-	return newError(http.StatusBadGateway, "pica_bad_response", "Pica's answer could not be read")
+func errVendorTimeout() *apiError {
+	return newError(http.StatusGatewayTimeout, "vendor_timeout", "the vendor did not answer in time")
 }
 
-// backoff is exponential with full jitter, or what Pica asked for.
+func errBadAnswer() *apiError {
+	return newError(http.StatusBadGateway, "vendor_bad_response", "the vendor's answer could not be read")
+}
+
+// backoff is exponential with full jitter, or what the vendor asked for.
 func backoff(attempt int, asked time.Duration) time.Duration {
 	if asked > 0 {
 		return asked
@@ -269,28 +288,85 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// retryAfterSeconds reads Retry-After (seconds) or Pica's x-pica-rate-limit-reset.
-func retryAfterSeconds(h http.Header) int {
-	for _, name := range []string{"Retry-After", "x-pica-rate-limit-reset"} {
-		if n, err := strconv.Atoi(h.Get(name)); err == nil && n > 0 {
-			if n > 1_000_000_000_000 { // Unix milliseconds
-				n /= 1000
-			}
-			if n > 1_000_000_000 { // a Unix time, not a delay
-				n = int(time.Until(time.Unix(int64(n), 0)).Seconds()) + 1
-			}
-			if n > 0 && n <= 3600 {
-				return n
-			}
-		}
-	}
-	return 0
-}
-
 func innerError(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		return ue.Err.Error()
 	}
 	return err.Error()
+}
+
+// tokenPage asks for one page of the AuthKit token (POST /v1/authkit, or
+// /v1/authkit/token for One); payload is the identity, as the SDKs send it.
+func (p *picaClient) tokenPage(ctx context.Context, payload []byte, page, limit string, buf *bytes.Buffer) ([]byte, error) {
+	body, err := p.do(ctx, vendorCall{
+		endpoint: endpointToken, method: http.MethodPost, path: p.provider.tokenPath,
+		query: url.Values{"limit": {limit}, "page": {page}}, body: payload, idempotent: true, buffer: buf,
+	})
+	return body, unexpected(err)
+}
+
+// whiteLabel reads the account's authkitWhitelist flag (Pica only).
+func (p *picaClient) whiteLabel(ctx context.Context) (bool, error) {
+	body, err := p.do(ctx, vendorCall{endpoint: endpointFlags, method: http.MethodGet, path: "/v1/users/flags", idempotent: true})
+	if err != nil {
+		return false, unexpected(err)
+	}
+	var flags struct {
+		AuthkitWhitelist *bool `json:"authkitWhitelist"`
+	}
+	if json.Unmarshal(body, &flags) != nil || flags.AuthkitWhitelist == nil {
+		return false, errBadAnswer()
+	}
+	return *flags.AuthkitWhitelist, nil
+}
+
+// vaultList lists vault connections matching query.
+func (p *picaClient) vaultList(ctx context.Context, query url.Values) (vaultPage, error) {
+	body, err := p.do(ctx, vendorCall{endpoint: endpointVaultList, method: http.MethodGet, path: "/v1/vault/connections", query: query, idempotent: true})
+	if err != nil {
+		return vaultPage{}, unexpected(err)
+	}
+	return decodeVaultPage(body)
+}
+
+// vaultGet reads one connection; found is false when the vendor has no
+// such connection.
+func (p *picaClient) vaultGet(ctx context.Context, id string) (conn vaultConnection, found bool, err error) {
+	body, err := p.do(ctx, vendorCall{endpoint: endpointVaultGet, method: http.MethodGet, path: "/v1/vault/connections/" + id, idempotent: true})
+	if isNotFound(err) {
+		return conn, false, nil
+	}
+	if err != nil {
+		return conn, false, unexpected(err)
+	}
+	conn, err = decodeConnection(body, id)
+	return conn, err == nil, err
+}
+
+// vaultDelete deletes one connection; found is false when it was gone.
+func (p *picaClient) vaultDelete(ctx context.Context, id string) (found bool, err error) {
+	_, err = p.do(ctx, vendorCall{endpoint: endpointVaultDelete, method: http.MethodDelete, path: "/v1/vault/connections/" + id})
+	if isNotFound(err) {
+		return false, nil
+	}
+	return err == nil, unexpected(err)
+}
+
+// connectors lists the connectors enabled in AuthKit, as the vendor wrote
+// them, once they are checked to be a list.
+func (p *picaClient) connectors(ctx context.Context, query url.Values) ([]byte, error) {
+	body, err := p.do(ctx, vendorCall{endpoint: endpointConnectors, method: http.MethodGet, path: "/v1/available-connectors", query: query, idempotent: true})
+	if err != nil {
+		return nil, unexpected(err)
+	}
+	if _, err := parseList(body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+func isNotFound(err error) bool {
+	var vs *vendorStatus
+	return errors.As(err, &vs) && vs.status == http.StatusNotFound
 }

@@ -22,7 +22,7 @@ func testPicaClient(t *testing.T, handler http.HandlerFunc) (*picaClient, *atomi
 	t.Cleanup(srv.Close)
 	base, _ := url.Parse(srv.URL)
 	m, _ := newMetrics(nil)
-	return newPicaClient(base, "sk_test_1_x", 10*time.Second, 8, zap.NewNop(), m), &calls
+	return newPicaClient(base, pica, "sk_test_1_x", http.DefaultTransport, 10*time.Second, 8, zap.NewNop(), m), &calls
 }
 
 func TestLongRetryAfterGoesToTheCaller(t *testing.T) {
@@ -31,7 +31,7 @@ func TestLongRetryAfterGoesToTheCaller(t *testing.T) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	})
 	start := time.Now()
-	_, err := p.do(context.Background(), picaCall{Endpoint: "flags", Method: "GET", Path: "/v1/users/flags", Idempotent: true})
+	_, err := p.do(context.Background(), vendorCall{endpoint: "flags", method: "GET", path: "/v1/users/flags", idempotent: true})
 	body := errorBody(err)
 	if body.Status != 429 || body.retryAfter != 30 || calls.Load() != 1 || time.Since(start) > time.Second {
 		t.Fatalf("status %d, Retry-After %d, %d calls, %v", body.Status, body.retryAfter, calls.Load(), time.Since(start))
@@ -45,12 +45,12 @@ func TestShortFailuresAreRetried(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	_, err := p.do(context.Background(), picaCall{Endpoint: "flags", Method: "GET", Path: "/v1/users/flags", Idempotent: true})
+	_, err := p.do(context.Background(), vendorCall{endpoint: "flags", method: "GET", path: "/v1/users/flags", idempotent: true})
 	if body := errorBody(err); body.Status != 502 || calls.Load() != maxAttempts {
 		t.Fatalf("status %d after %d calls, want 502 after %d", body.Status, calls.Load(), maxAttempts)
 	}
 	calls.Store(0)
-	_, _ = p.do(context.Background(), picaCall{Endpoint: "vault_delete", Method: "DELETE", Path: "/v1/vault/connections/x"})
+	_, _ = p.do(context.Background(), vendorCall{endpoint: "vault_delete", method: "DELETE", path: "/v1/vault/connections/x"})
 	if calls.Load() != 1 {
 		t.Fatalf("a call that is not idempotent was sent %d times", calls.Load())
 	}

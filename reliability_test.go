@@ -17,7 +17,7 @@ func TestSlowPassthroughTimesOutOnce(t *testing.T) {
 	g := startGateway(t, pica, "timeout 300ms")
 	pica.SetFault("passthrough", sandbox.Fault{Delay: 2 * time.Second})
 	start := time.Now()
-	expect(t, g.as("alice", "GET", "/authkit/passthrough/slow", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 504, "pica_timeout")
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/slow", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 504, "vendor_timeout")
 	if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
 		t.Fatalf("answered after %v", elapsed)
 	}
@@ -34,8 +34,8 @@ func TestPicaDownIs502(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	expect(t, g.as("alice", "POST", "/authkit/token", nil), 502, "pica_unreachable")
-	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 502, "pica_unreachable")
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 502, "vendor_unreachable")
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 502, "vendor_unreachable")
 }
 
 func TestIdentityHeaderOnlyFromTrustedProxies(t *testing.T) {

@@ -59,11 +59,11 @@ func TestSecretIsNowhere(t *testing.T) {
 	// else the hunt in the log would prove nothing.
 	logs := readLog(t)
 	mustContain(t, logs, "upstream roundtrip", "debug log")
-	mustContain(t, logs, `"msg":"pica call"`, "debug log")
+	mustContain(t, logs, `"msg":"vendor call"`, "debug log")
 	if strings.Contains(logs, testSecret) {
 		t.Fatal("the secret is in the logs")
 	}
-	mustContain(t, logs, `"connection_key":"`+redact(g.bob.Key)+`"`, "the refusal's log line")
+	mustContain(t, logs, `"connection_key":"`+logHash(g.bob.Key)+`"`, "the refusal's log line")
 	for _, line := range strings.Split(logs, "\n") {
 		if strings.Contains(line, `"logger":"http.handlers.authkit"`) &&
 			(strings.Contains(line, g.alice.Key) || strings.Contains(line, `"alice"`)) {
@@ -106,10 +106,10 @@ func TestMetricsTellTheStory(t *testing.T) {
 	res.Body.Close()
 	metrics := string(body)
 	for _, want := range []string{
-		`caddy_authkit_requests_total{code="200",route="token"}`,
-		`caddy_authkit_requests_total{code="200",route="passthrough"}`,
-		`caddy_authkit_requests_total{code="403",route="passthrough"}`,
-		`caddy_authkit_pica_request_duration_seconds_count{endpoint="authkit",outcome="200"}`,
+		`caddy_authkit_requests_total{code="200",method="POST",route="token",server="srv0"}`,
+		`caddy_authkit_requests_total{code="200",method="GET",route="passthrough",server="srv0"}`,
+		`caddy_authkit_requests_total{code="403",method="GET",route="passthrough",server="srv0"}`,
+		`caddy_authkit_vendor_request_duration_seconds_count{endpoint="token",outcome="200"}`,
 		`caddy_authkit_ownership_cache_lookups_total{result="hit"}`,
 		`caddy_authkit_ownership_cache_lookups_total{result="miss"}`,
 		`caddy_authkit_denials_total{reason="connection_not_owned"}`,
@@ -186,5 +186,10 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	scrape, _ := io.ReadAll(scraped.Body)
 	scraped.Body.Close()
-	mustContain(t, string(scrape), `caddy_authkit_requests_total{code="200",route="token"}`, "metrics after the reload")
+	mustContain(t, string(scrape), `caddy_authkit_requests_total{code="200",method="POST",route="token",server="srv0"}`, "metrics after the reload")
+}
+
+// logHash is how the module's logs name s under the test secret.
+func logHash(s string) string {
+	return (&AuthKit{logHashKey: deriveKey(testSecret, purposeLogHash)}).hash(s)
 }

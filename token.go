@@ -5,149 +5,202 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 const (
 	// tokenPageLimit is the page size the official SDK asks for.
 	tokenPageLimit = "100"
-	// maxParallelPages bounds the page calls one token request has in flight.
-	maxParallelPages = 16
+	// maxTokenPages is the most pages one token may have (10,000 connectors
+	// at the SDK's page size); a vendor that reports more is answering wrong.
+	maxTokenPages = 100
+	// pageWorkers bounds the page calls one token has in flight.
+	pageWorkers = 16
 	// flagsTTL is how long the account's white-label flag is trusted.
 	flagsTTL = 5 * time.Minute
 )
 
+// serveToken answers the token route: all pages merged as the Pica Node
+// SDK does, or with page and limit in the query (the One widget always
+// pages), that page as the vendor sent it.
+func (a *AuthKit) serveToken(w http.ResponseWriter, r *http.Request, id identity) error {
+	var page, limit string
+	q := r.URL.Query()
+	if q.Has("page") || q.Has("limit") {
+		var err error
+		if page, err = positiveParam(q.Get("page"), "page", "1", maxTokenPages); err != nil {
+			return err
+		}
+		if limit, err = positiveParam(q.Get("limit"), "limit", tokenPageLimit, 1000); err != nil {
+			return err
+		}
+	}
+	body, err := a.tokens.token(r.Context(), id, page, limit)
+	if err != nil {
+		return err
+	}
+	a.writeJSON(w, r, tokenRoute, body)
+	return nil
+}
+
 // tokenSource builds AuthKit tokens: what the Node SDK's AuthKitToken.create
-// returns, but with the flags call cached and overlapped with page 1 and every
-// page requested in one round (the page count of the last token is remembered).
+// returns, but with the flags call cached and overlapped with page 1, and
+// every page requested in one round (the page count of the last token is
+// remembered).
 type tokenSource struct {
 	pica *picaClient
 
-	// pages is the page count Pica reported last; the next token asks for
-	// that many pages at once.
+	// pages is the page count the vendor reported last, at most
+	// maxTokenPages: the next token asks for that many pages at once.
 	pages atomic.Int64
 
-	flagsMu    sync.Mutex
-	whiteLabel bool
-	flagsUntil time.Time
-	flagCalls  singleflight.Group
+	// flags holds the account's white-label flag (Pica only).
+	flags *cache[bool]
 
-	// calls coalesces identical token requests of one identity.
-	calls singleflight.Group
-}
-
-// authkitPage is what the merge needs of one page of POST /v1/authkit, as
-// raw JSON: rows are copied, never decoded.
-type authkitPage struct {
-	rows      []byte // inside the rows array's brackets, trimmed
-	total     []byte
-	pages     int
-	requestID []byte
+	// calls coalesces identical token requests of one identity; the work
+	// stops when no caller waits for it anymore.
+	calls flightGroup
 }
 
 func newTokenSource(pica *picaClient) *tokenSource {
-	t := &tokenSource{pica: pica}
+	t := &tokenSource{pica: pica, flags: newCache[bool](1, flagsTTL)}
 	t.pages.Store(1)
 	return t
 }
 
-// token returns the token for id: all pages merged, or with page (and limit)
-// given, that page as Pica sent it; both with isWhiteLabel.
+// token returns the token for id: all pages merged, or with page (and
+// limit) given, that page as the vendor sent it.
 func (t *tokenSource) token(ctx context.Context, id identity, page, limit string) ([]byte, error) {
 	key := id.Type + "\x00" + id.ID + "\x00" + page + "\x00" + limit
-	// The shared call must not die with the first caller's context.
-	shared := context.WithoutCancel(ctx)
-	ch := t.calls.DoChan(key, func() (any, error) {
+	v, err := t.calls.do(ctx, key, func(ctx context.Context) (any, error) {
+		// One deadline for the whole token, however many pages it has.
+		ctx, cancel := context.WithTimeout(ctx, t.pica.timeout)
+		defer cancel()
 		if page != "" {
-			return t.onePage(shared, id, page, limit)
+			return t.onePage(ctx, id, page, limit)
 		}
-		return t.allPages(shared, id)
+		return t.allPages(ctx, id)
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.([]byte), nil
-	case <-ctx.Done():
-		return nil, newError(499, "client_closed", "the client went away")
+	if err != nil {
+		return nil, err
 	}
+	return v.([]byte), nil
 }
 
 func (t *tokenSource) onePage(ctx context.Context, id identity, page, limit string) ([]byte, error) {
 	flags := t.whiteLabelAsync(ctx)
 	buf := pageBuffers.Get().(*bytes.Buffer)
-	defer putPageBuffer(buf) // withWhiteLabel copies what it keeps
-	body, err := t.fetchPage(ctx, tokenPayload(id), page, limit, buf)
+	defer putPageBuffer(buf) // what is returned is a copy
+	body, err := t.pica.tokenPage(ctx, tokenPayload(id), page, limit, buf)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := parsePage(body); err != nil {
+	if _, err := parseList(body); err != nil {
 		return nil, err
+	}
+	if flags == nil {
+		return bytes.Clone(body), nil
 	}
 	return withWhiteLabel(body, <-flags), nil
 }
 
 func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error) {
-	ctx, cancel := context.WithCancel(ctx)
 	flags := t.whiteLabelAsync(ctx)
-	f := &pageFetcher{t: t, ctx: ctx, payload: tokenPayload(id), slots: make(chan struct{}, maxParallelPages)}
-	defer func() {
-		cancel() // stops pages fetched in vain when the count shrank
-		go f.release()
-	}()
-	f.fetch(1, int(t.pages.Load()))
+	payload := tokenPayload(id)
 
-	first, err := f.result(1)
+	guess := int(t.pages.Load())
+	results, err := t.fetchPages(ctx, payload, 1, guess)
+	defer func() { releasePages(results) }()
 	if err != nil {
 		return nil, err
 	}
-	firstPage, err := parsePage(first)
+	first, err := parsePage(results[0].body)
 	if err != nil {
 		return nil, err
 	}
-	pages := max(firstPage.pages, 1)
+	pages := max(first.pages, 1)
+	if pages > maxTokenPages {
+		return nil, notRetryable(newError(http.StatusBadGateway, "vendor_bad_response",
+			"the vendor reports "+strconv.Itoa(pages)+" token pages, more than the "+strconv.Itoa(maxTokenPages)+" a token may have"))
+	}
 	t.pages.Store(int64(pages))
 	if pages == 1 {
-		return withWhiteLabel(first, <-flags), nil
+		if flags == nil {
+			return bytes.Clone(results[0].body), nil
+		}
+		return withWhiteLabel(results[0].body, <-flags), nil
 	}
-	f.fetch(len(f.pages)+1, pages)
-
-	rows := [][]byte{firstPage.rows}
-	var last authkitPage
-	for n := 2; n <= pages; n++ {
-		body, err := f.result(n)
+	if pages > guess {
+		more, err := t.fetchPages(ctx, payload, guess+1, pages)
+		results = append(results, more...)
 		if err != nil {
 			return nil, err
 		}
-		if last, err = parsePage(body); err != nil {
+	}
+
+	rows := [][]byte{first.rows}
+	var last authkitPage
+	for _, result := range results[1:pages] {
+		if last, err = parsePage(result.body); err != nil {
 			return nil, err
 		}
 		rows = append(rows, last.rows)
 	}
-	return mergePages(rows, firstPage.total, last.requestID, <-flags), nil
+	var whiteLabel *bool
+	if flags != nil {
+		wl := <-flags
+		whiteLabel = &wl
+	}
+	return mergePages(rows, first.total, last.requestID, whiteLabel), nil
 }
 
-// pageFetcher requests pages of one token concurrently, within a bound.
-type pageFetcher struct {
-	t       *tokenSource
-	ctx     context.Context
-	payload []byte // the same body for every page
-	slots   chan struct{}
-	pages   []*pendingPage
-}
-
-type pendingPage struct {
-	done chan struct{}
+// pageResult is one fetched page; body aliases buf.
+type pageResult struct {
 	buf  *bytes.Buffer
-	body []byte // aliases buf
+	body []byte
 	err  error
+}
+
+// fetchPages fetches pages from..to with a fixed pool of workers and
+// returns when every worker has ended. The first failure stops the rest and
+// is returned.
+func (t *tokenSource) fetchPages(ctx context.Context, payload []byte, from, to int) ([]pageResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]pageResult, to-from+1)
+	var failure error
+	var once sync.Once
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(pageWorkers, len(results)) {
+		wg.Go(func() {
+			for i := range next {
+				r := &results[i]
+				r.buf = pageBuffers.Get().(*bytes.Buffer)
+				r.body, r.err = t.pica.tokenPage(ctx, payload, strconv.Itoa(from+i), tokenPageLimit, r.buf)
+				if r.err != nil {
+					once.Do(func() { failure = r.err; cancel() })
+				}
+			}
+		})
+	}
+feed:
+	for i := range results {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if failure == nil && ctx.Err() != nil {
+		failure = errClientGone
+	}
+	return results, failure
 }
 
 // pageBuffers hold pages while a token is merged; the merge copies the rows.
@@ -159,199 +212,63 @@ func putPageBuffer(buf *bytes.Buffer) {
 	}
 }
 
-// fetch starts pages from..to (1-based) that are not started yet.
-func (f *pageFetcher) fetch(from, to int) {
-	for n := from; n <= to; n++ {
-		p := &pendingPage{done: make(chan struct{}), buf: pageBuffers.Get().(*bytes.Buffer)}
-		f.pages = append(f.pages, p)
-		go func(n int) {
-			defer close(p.done)
-			select {
-			case f.slots <- struct{}{}:
-				defer func() { <-f.slots }()
-			case <-f.ctx.Done():
-				p.err = f.ctx.Err()
-				return
-			}
-			p.body, p.err = f.t.fetchPage(f.ctx, f.payload, strconv.Itoa(n), tokenPageLimit, p.buf)
-		}(n)
+func releasePages(results []pageResult) {
+	for _, r := range results {
+		if r.buf != nil {
+			putPageBuffer(r.buf)
+		}
 	}
 }
 
-// release returns the page buffers once every fetch has ended.
-func (f *pageFetcher) release() {
-	for _, p := range f.pages {
-		<-p.done
-		putPageBuffer(p.buf)
-	}
-}
-
-func (f *pageFetcher) result(n int) ([]byte, error) {
-	p := f.pages[n-1]
-	<-p.done
-	return p.body, p.err
-}
-
-// tokenPayload is the body of POST /v1/authkit for id, as the SDK sends it.
+// tokenPayload is the body of the token call for id, as the SDK sends it.
 func tokenPayload(id identity) []byte {
 	body, _ := json.Marshal(map[string]string{"identity": id.ID, "identityType": id.Type})
 	return body
 }
 
-func (t *tokenSource) fetchPage(ctx context.Context, payload []byte, page, limit string, buf *bytes.Buffer) ([]byte, error) {
-	resp, err := t.pica.do(ctx, picaCall{
-		Endpoint:   "authkit",
-		Method:     http.MethodPost,
-		Path:       "/v1/authkit",
-		Query:      url.Values{"limit": {limit}, "page": {page}},
-		Body:       payload,
-		Idempotent: true,
-		Buffer:     buf,
-	})
-	return resp, unexpected(err)
-}
-
-// whiteLabelAsync delivers the account's authkitWhitelist flag: from the
-// cache, or from /v1/users/flags alongside the pages; false if that fails.
+// whiteLabelAsync delivers the account's authkitWhitelist flag, from the
+// cache or from /v1/users/flags alongside the pages; false if that fails.
+// It is nil for a provider without the flag.
 func (t *tokenSource) whiteLabelAsync(ctx context.Context) <-chan bool {
+	if !t.pica.provider.whiteLabel {
+		return nil
+	}
 	ch := make(chan bool, 1)
-	t.flagsMu.Lock()
-	fresh, value := time.Now().Before(t.flagsUntil), t.whiteLabel
-	t.flagsMu.Unlock()
-	if fresh {
-		ch <- value
+	if v, ok := t.flags.get("flags"); ok {
+		ch <- v
 		return ch
 	}
 	go func() {
-		v, _, _ := t.flagCalls.Do("flags", func() (any, error) {
-			body, err := t.pica.do(ctx, picaCall{Endpoint: "flags", Method: http.MethodGet, Path: "/v1/users/flags", Idempotent: true})
-			if err != nil {
-				return false, nil
-			}
-			var flags struct {
-				AuthkitWhitelist bool `json:"authkitWhitelist"`
-			}
-			if json.Unmarshal(body, &flags) != nil {
-				return false, nil
-			}
-			t.flagsMu.Lock()
-			t.whiteLabel, t.flagsUntil = flags.AuthkitWhitelist, time.Now().Add(flagsTTL)
-			t.flagsMu.Unlock()
-			return flags.AuthkitWhitelist, nil
+		v, _ := t.flags.load(ctx, "flags", func(ctx context.Context) (bool, bool, error) {
+			v, err := t.pica.whiteLabel(ctx)
+			return v, err == nil, nil
 		})
-		ch <- v.(bool)
+		ch <- v
 	}()
 	return ch
 }
 
-// parsePage finds what the merge needs without decoding the rows. It checks
-// the structure a cut-off or foreign body breaks (an object, balanced
-// brackets, terminated strings, a rows array); the tokens inside the rows
-// are Pica's serializer's and are copied as they are.
+// authkitPage is what the merge needs of one token page, as raw JSON.
+type authkitPage struct {
+	rows      []byte // inside the rows array's brackets, trimmed
+	total     []byte
+	pages     int
+	requestID []byte
+}
+
+// parsePage checks a page is a token page and finds what the merge needs
+// without decoding the rows.
 func parsePage(body []byte) (authkitPage, error) {
 	var p authkitPage
-	fields, ok := objectFields(body)
-	if !ok {
-		return p, badAnswer()
+	fields, err := parseList(body)
+	if err != nil {
+		return p, err
 	}
-	switch rows := fields["rows"]; {
-	case len(rows) >= 2 && rows[0] == '[':
-		p.rows = bytes.TrimSpace(rows[1 : len(rows)-1])
-	case rows != nil && string(rows) != "null":
-		return p, badAnswer()
-	}
+	rows := fields["rows"]
+	p.rows = bytes.TrimSpace(rows[1 : len(rows)-1])
 	p.total, p.requestID = fields["total"], fields["requestId"]
 	p.pages, _ = strconv.Atoi(string(fields["pages"]))
 	return p, nil
-}
-
-// objectFields returns the raw values of a top-level JSON object's keys
-// (those written without escapes), or false if body is not such an object.
-func objectFields(body []byte) (map[string][]byte, bool) {
-	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return nil, false
-	}
-	fields := make(map[string][]byte, 8)
-	if i = skipSpace(body, i+1); i < len(body) && body[i] == '}' {
-		return fields, skipSpace(body, i+1) == len(body)
-	}
-	for {
-		if i >= len(body) || body[i] != '"' {
-			return nil, false
-		}
-		keyEnd := skipValue(body, i)
-		if keyEnd < 0 {
-			return nil, false
-		}
-		key := body[i+1 : keyEnd-1]
-		if i = skipSpace(body, keyEnd); i >= len(body) || body[i] != ':' {
-			return nil, false
-		}
-		i = skipSpace(body, i+1)
-		end := skipValue(body, i)
-		if end <= i {
-			return nil, false
-		}
-		fields[string(key)] = body[i:end]
-		if i = skipSpace(body, end); i >= len(body) {
-			return nil, false
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case '}':
-			return fields, skipSpace(body, i+1) == len(body)
-		default:
-			return nil, false
-		}
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipValue returns the end of the JSON value starting at i, or -1 when a
-// string is not terminated or brackets do not balance.
-func skipValue(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-			if i >= len(b) {
-				return -1
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth--; depth == 0 {
-				return i + 1
-			}
-			if depth < 0 {
-				return i // a scalar ends where its container does
-			}
-		case ',', ':', ' ', '\t', '\n', '\r':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	if depth != 0 {
-		return -1
-	}
-	return i
 }
 
 // withWhiteLabel appends isWhiteLabel to a JSON object, as the SDK's
@@ -369,7 +286,8 @@ func withWhiteLabel(object []byte, whiteLabel bool) []byte {
 }
 
 // mergePages writes the SDK's merged token with the rows as they arrived.
-func mergePages(pages [][]byte, total, requestID []byte, whiteLabel bool) []byte {
+// whiteLabel is nil for a provider without the flag.
+func mergePages(pages [][]byte, total, requestID []byte, whiteLabel *bool) []byte {
 	size := 128 + len(total) + len(requestID)
 	for _, rows := range pages {
 		size += len(rows) + 1
@@ -391,8 +309,10 @@ func mergePages(pages [][]byte, total, requestID []byte, whiteLabel bool) []byte
 	out = appendRaw(out, total)
 	out = append(out, `,"requestId":`...)
 	out = appendRaw(out, requestID)
-	out = append(out, `,"isWhiteLabel":`...)
-	out = strconv.AppendBool(out, whiteLabel)
+	if whiteLabel != nil {
+		out = append(out, `,"isWhiteLabel":`...)
+		out = strconv.AppendBool(out, *whiteLabel)
+	}
 	return append(out, '}')
 }
 

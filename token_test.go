@@ -146,13 +146,13 @@ func TestTokenPicaFaults(t *testing.T) {
 		status int
 		code   string
 	}{
-		"secret rejected": {sandbox.Fault{Status: 401}, 502, "pica_rejected_secret"},
-		"rate limited":    {sandbox.Fault{Status: 429}, 429, "pica_rate_limited"},
-		"server error":    {sandbox.Fault{Status: 500}, 502, "pica_unavailable"},
-		"garbage":         {sandbox.Fault{Garbage: true}, 502, "pica_bad_response"},
-		"reset":           {sandbox.Fault{Reset: true}, 502, "pica_unreachable"},
-		"slow":            {sandbox.Fault{Delay: 3 * time.Second}, 504, "pica_timeout"},
-		"bad request":     {sandbox.Fault{Status: 400}, 502, "pica_bad_response"},
+		"secret rejected": {sandbox.Fault{Status: 401}, 502, "vendor_rejected_secret"},
+		"rate limited":    {sandbox.Fault{Status: 429}, 429, "vendor_rate_limited"},
+		"server error":    {sandbox.Fault{Status: 500}, 502, "vendor_unavailable"},
+		"garbage":         {sandbox.Fault{Garbage: true}, 502, "vendor_bad_response"},
+		"reset":           {sandbox.Fault{Reset: true}, 502, "vendor_unreachable"},
+		"slow":            {sandbox.Fault{Delay: 3 * time.Second}, 504, "vendor_timeout"},
+		"bad request":     {sandbox.Fault{Status: 400}, 502, "vendor_refused"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			pica.ClearFaults()
@@ -191,7 +191,8 @@ func TestTokenPicaFaults(t *testing.T) {
 }
 
 func TestMergePagesKeepsRowsAsSent(t *testing.T) {
-	got := mergePages([][]byte{[]byte(`{"id":1}`), nil, []byte(`{"id":2,"x":[1, 2]}`)}, []byte(`2`), []byte(`77`), true)
+	whiteLabel := true
+	got := mergePages([][]byte{[]byte(`{"id":1}`), nil, []byte(`{"id":2,"x":[1, 2]}`)}, []byte(`2`), []byte(`77`), &whiteLabel)
 	want := `{"rows":[{"id":1},{"id":2,"x":[1, 2]}],"page":1,"pages":1,"total":2,"requestId":77,"isWhiteLabel":true}`
 	if string(got) != want {
 		t.Fatalf("got  %s\nwant %s", got, want)

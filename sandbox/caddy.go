@@ -18,9 +18,14 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("pica_sandbox", httpcaddyfile.Before, "respond")
 }
 
-// Handler serves the Pica sandbox inside Caddy, for the demo and tests. It
-// answers every request it gets. Never load it in production.
+// Handler serves the vendor sandbox inside Caddy, for the demo and tests,
+// with the stand-in AuthKit iframe at /iframe/. It answers every request it
+// gets. Never load it in production.
 type Handler struct {
+	// The dialect spoken: pica (default), one, or both (each request is
+	// answered in the dialect of the secret header it carries).
+	Provider string `json:"provider,omitempty"`
+
 	// The secret key the sandbox accepts; placeholders are resolved at
 	// provision. Default: DefaultSecret.
 	Secret string `json:"secret,omitempty"`
@@ -61,10 +66,13 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision starts a fresh sandbox.
 func (h *Handler) Provision(caddy.Context) error {
 	secret := caddy.NewReplacer().ReplaceAll(h.Secret, "")
+	if !validProvider(h.Provider) {
+		return fmt.Errorf("pica_sandbox: provider must be pica, one or both, not %q", h.Provider)
+	}
 	if h.Secret != "" && secret == "" {
 		return fmt.Errorf("pica_sandbox: secret %s is empty", h.Secret)
 	}
-	h.server = New(Options{Secret: secret, Connectors: h.Connectors, WhiteLabel: h.WhiteLabel, Latency: time.Duration(h.Latency)})
+	h.server = New(Options{Secret: secret, Provider: h.Provider, Connectors: h.Connectors, WhiteLabel: h.WhiteLabel, Latency: time.Duration(h.Latency)})
 	for _, c := range h.Connections {
 		kind := c.IdentityType
 		if kind == "" {
@@ -75,7 +83,7 @@ func (h *Handler) Provision(caddy.Context) error {
 	return nil
 }
 
-// ServeHTTP answers as Pica would.
+// ServeHTTP answers as the vendor would.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	h.server.ServeHTTP(w, r)
 	return nil
@@ -90,6 +98,7 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 // UnmarshalCaddyfile sets up the sandbox from Caddyfile tokens. Syntax:
 //
 //	pica_sandbox {
+//	    provider    pica|one|both
 //	    secret      <secret>
 //	    connectors  <n>
 //	    white_label
@@ -100,6 +109,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
 	for d.NextBlock(0) {
 		switch d.Val() {
+		case "provider":
+			if !d.AllArgs(&h.Provider) {
+				return d.ArgErr()
+			}
+			if !validProvider(h.Provider) {
+				return d.Errf("provider must be pica, one or both, not %q", h.Provider)
+			}
 		case "secret":
 			if !d.AllArgs(&h.Secret) {
 				return d.ArgErr()

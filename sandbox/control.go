@@ -15,71 +15,108 @@ import (
 //	GET    /sandbox/requests         the API requests received
 //	PUT    /sandbox/faults/{endpoint} {"status","delay":"2s","reset","garbage","retry_after","page","times"}
 //	DELETE /sandbox/faults           remove every fault
+//	POST   /sandbox/oauth/start      {"requestId","connectionDefId"}: begin an OAuth flow,
+//	                                 answers {"state","url"} (url: the consent page, relative)
+//	GET    /sandbox/oauth/authorize?state=  the provider's consent page (POST: its form)
+//	GET    /sandbox/oauth/state/{state}     the flow's OAuthResult, polled by the iframe
 //
-// /sandbox/connections allows any origin, as the stand-in AuthKit iframe of
-// the demo and the browser test calls it cross-origin.
+// The routes the stand-in AuthKit iframe calls allow any origin, as it may
+// be served on another origin than the sandbox.
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.URL.Path == "/sandbox/connections":
+	switch p := r.URL.Path; {
+	case p == "/sandbox/connections" || p == "/sandbox/oauth/start" || strings.HasPrefix(p, "/sandbox/oauth/state/"):
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		switch r.Method {
-		case http.MethodOptions:
-			w.Header().Set("Access-Control-Allow-Methods", "POST")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
 			w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
 			w.WriteHeader(http.StatusNoContent)
-		case http.MethodPost:
-			var in struct {
-				RequestID       int64  `json:"requestId"`
-				ConnectionDefID int    `json:"connectionDefId"`
-				Platform        string `json:"platform"`
-				Identity        string `json:"identity"`
-				IdentityType    string `json:"identityType"`
-			}
-			if json.NewDecoder(r.Body).Decode(&in) != nil || (in.Platform == "" && in.RequestID == 0) {
-				writeError(w, http.StatusBadRequest, "requestId and connectionDefId, or platform, are required")
-				return
-			}
-			if in.RequestID != 0 {
-				c, ok := s.Connect(in.RequestID, in.ConnectionDefID)
-				if !ok {
-					writeError(w, http.StatusNotFound, "Unknown link session or connector")
-					return
-				}
-				writeJSON(w, http.StatusCreated, c)
-				return
-			}
-			if in.IdentityType == "" {
-				in.IdentityType = "user"
-			}
-			writeJSON(w, http.StatusCreated, s.AddConnection(in.Identity, in.IdentityType, in.Platform))
-		default:
-			writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
-		}
-	case r.URL.Path == "/sandbox/requests" && r.Method == http.MethodGet:
-		writeJSON(w, http.StatusOK, s.Requests())
-	case strings.HasPrefix(r.URL.Path, "/sandbox/faults/") && r.Method == http.MethodPut:
-		var in struct {
-			Fault
-			Delay string `json:"delay"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid fault")
 			return
 		}
-		if in.Delay != "" {
-			d, err := time.ParseDuration(in.Delay)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "invalid delay")
-				return
-			}
-			in.Fault.Delay = d
-		}
-		s.SetFault(strings.TrimPrefix(r.URL.Path, "/sandbox/faults/"), in.Fault)
-		w.WriteHeader(http.StatusNoContent)
-	case r.URL.Path == "/sandbox/faults" && r.Method == http.MethodDelete:
+		s.serveIframeAPI(w, r)
+	case p == "/sandbox/oauth/authorize":
+		s.serveConsent(w, r)
+	case p == "/sandbox/requests" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, s.Requests())
+	case strings.HasPrefix(p, "/sandbox/faults/") && r.Method == http.MethodPut:
+		s.putFault(w, r)
+	case p == "/sandbox/faults" && r.Method == http.MethodDelete:
 		s.ClearFaults()
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		writeError(w, http.StatusNotFound, "Not found")
 	}
+}
+
+// serveIframeAPI answers the routes the stand-in iframe calls.
+func (s *Server) serveIframeAPI(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		RequestID       int64  `json:"requestId"`
+		ConnectionDefID int    `json:"connectionDefId"`
+		Platform        string `json:"platform"`
+		Identity        string `json:"identity"`
+		IdentityType    string `json:"identityType"`
+	}
+	switch {
+	case r.URL.Path == "/sandbox/oauth/start" && r.Method == http.MethodPost:
+		if json.NewDecoder(r.Body).Decode(&in) != nil {
+			writeError(w, http.StatusBadRequest, "requestId and connectionDefId are required")
+			return
+		}
+		state, ok := s.StartOAuth(in.RequestID, in.ConnectionDefID)
+		if !ok {
+			writeError(w, http.StatusNotFound, "Unknown link session or connector")
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]string{"state": state, "url": "/sandbox/oauth/authorize?state=" + state})
+	case strings.HasPrefix(r.URL.Path, "/sandbox/oauth/state/") && r.Method == http.MethodGet:
+		result, ok := s.OAuthStatus(strings.TrimPrefix(r.URL.Path, "/sandbox/oauth/state/"))
+		if !ok {
+			writeError(w, http.StatusNotFound, ErrUnknownState.Error())
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, result)
+	case r.URL.Path == "/sandbox/connections" && r.Method == http.MethodPost:
+		if json.NewDecoder(r.Body).Decode(&in) != nil || (in.Platform == "" && in.RequestID == 0) {
+			writeError(w, http.StatusBadRequest, "requestId and connectionDefId, or platform, are required")
+			return
+		}
+		if in.RequestID != 0 {
+			c, ok := s.Connect(in.RequestID, in.ConnectionDefID)
+			if !ok {
+				writeError(w, http.StatusNotFound, "Unknown link session or connector")
+				return
+			}
+			writeJSON(w, http.StatusCreated, c)
+			return
+		}
+		if in.IdentityType == "" {
+			in.IdentityType = "user"
+		}
+		writeJSON(w, http.StatusCreated, s.AddConnection(in.Identity, in.IdentityType, in.Platform))
+	default:
+		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
+	}
+}
+
+// putFault sets the fault PUT /sandbox/faults/{endpoint} describes.
+func (s *Server) putFault(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Fault
+		Delay string `json:"delay"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid fault")
+		return
+	}
+	if in.Delay != "" {
+		d, err := time.ParseDuration(in.Delay)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid delay")
+			return
+		}
+		in.Fault.Delay = d
+	}
+	s.SetFault(strings.TrimPrefix(r.URL.Path, "/sandbox/faults/"), in.Fault)
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -9,12 +9,35 @@ import (
 	"testing"
 )
 
+// call sends a request with Pica's secret header, if secret is set.
 func call(t *testing.T, s *Server, method, target, secret, body string, header map[string]string) (*http.Response, map[string]any) {
 	t.Helper()
-	req := httptest.NewRequest(method, target, strings.NewReader(body))
 	if secret != "" {
-		req.Header.Set("X-Pica-Secret", secret)
+		header = withHeader(header, "X-Pica-Secret", secret)
 	}
+	return send(t, s, method, target, body, header)
+}
+
+// callOne sends a request with One's secret header, if secret is set.
+func callOne(t *testing.T, s *Server, method, target, secret, body string, header map[string]string) (*http.Response, map[string]any) {
+	t.Helper()
+	if secret != "" {
+		header = withHeader(header, "X-One-Secret", secret)
+	}
+	return send(t, s, method, target, body, header)
+}
+
+func withHeader(h map[string]string, name, value string) map[string]string {
+	out := map[string]string{name: value}
+	for k, v := range h {
+		out[k] = v
+	}
+	return out
+}
+
+func send(t *testing.T, s *Server, method, target, body string, header map[string]string) (*http.Response, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}

@@ -1,0 +1,173 @@
+package caddyauthkit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+)
+
+// provisionProxy loads the guest reverse_proxy, with its upstream and
+// transport defaulting to the vendor's API, and wraps its transport so the
+// secret and the checked headers are added to the outgoing copy of each
+// request only. It returns the transport for the module's own calls.
+func (a *AuthKit) provisionProxy(ctx caddy.Context) (http.RoundTripper, error) {
+	var rp reverseproxy.Handler
+	if len(a.ProxyRaw) > 0 {
+		var kind struct {
+			Handler string `json:"handler"`
+		}
+		if err := json.Unmarshal(a.ProxyRaw, &kind); err != nil || kind.Handler != "reverse_proxy" {
+			return nil, fmt.Errorf("authkit: proxy must be a reverse_proxy handler")
+		}
+		if err := json.Unmarshal(a.ProxyRaw, &rp); err != nil {
+			return nil, fmt.Errorf("authkit: decoding proxy: %v", err)
+		}
+	}
+	if len(rp.Upstreams) == 0 && rp.DynamicUpstreamsRaw == nil {
+		rp.Upstreams = reverseproxy.UpstreamPool{{Dial: dialAddress(a.apiURL)}}
+	}
+	if rp.TransportRaw == nil {
+		transport := reverseproxy.HTTPTransport{ResponseHeaderTimeout: a.Timeout}
+		if a.apiURL.Scheme == "https" {
+			transport.TLS = new(reverseproxy.TLSConfig)
+		}
+		rp.TransportRaw = caddyconfig.JSONModuleObject(transport, "protocol", "http", nil)
+	}
+	if rp.LoadBalancing == nil {
+		// Retry only when the dial failed, so nothing reached the vendor: a
+		// retry matcher that never matches stops Caddy's default retry of
+		// GETs after a transport error, which could repeat a call.
+		rp.LoadBalancing = &reverseproxy.LoadBalancing{
+			Retries:     2,
+			TryInterval: caddy.Duration(100 * time.Millisecond),
+			RetryMatchRaw: caddyhttp.RawMatcherSets{
+				{"expression": json.RawMessage(`"false"`)},
+			},
+		}
+	}
+	a.ProxyRaw = caddyconfig.JSONModuleObject(rp, "handler", "reverse_proxy", nil)
+
+	mod, err := ctx.LoadModule(a, "ProxyRaw")
+	if err != nil {
+		return nil, fmt.Errorf("authkit: loading proxy: %v", err)
+	}
+	a.proxy = mod.(*reverseproxy.Handler)
+	transport := a.proxy.Transport
+	a.proxy.Transport = &vendorTransport{next: transport, provider: a.provider, secret: a.secret, logger: a.logger}
+	return transport, nil
+}
+
+func dialAddress(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	port := "80"
+	if u.Scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// vendorTransport wraps the proxy's transport. The secret and the checked
+// connection key and action id go on a copy of the outgoing request only, so
+// they never sit on a request Caddy logs, and are set after Caddy removed
+// hop-by-hop headers; answers are adapted for the browser on the way back.
+type vendorTransport struct {
+	next     http.RoundTripper
+	provider *provider
+	secret   string
+	logger   *zap.Logger
+}
+
+func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	call, _ := req.Context().Value(checkedCallKey{}).(*checkedCall)
+	if call == nil {
+		return nil, fmt.Errorf("authkit: passthrough request without a checked call")
+	}
+	out := req.Clone(req.Context())
+	for name := range out.Header {
+		// Caddy's own forwarding headers would tell the third party the
+		// user's address and the app's host.
+		if strings.HasPrefix(name, "X-Forwarded-") || name == "Via" || matchesAny(name, transportHeaders) {
+			delete(out.Header, name)
+		}
+	}
+	out.Header.Set(t.provider.secretHeader, t.secret)
+	out.Header.Set(t.provider.connectionKeyHeader, call.connectionKey)
+	if call.actionID != "" {
+		out.Header.Set(t.provider.actionIDHeader, call.actionID)
+	}
+	res, err := t.next.RoundTrip(out)
+	if err != nil {
+		return nil, err
+	}
+	vendorStatus := res.StatusCode
+	if failure := adaptResponse(res, t.secret, call); failure != nil && failure.Status >= 500 {
+		t.logger.Error("vendor failed a passthrough call",
+			zap.Int("vendor_status", vendorStatus),
+			zap.String("code", failure.Code),
+			zap.String("vendor_correlation_id", failure.VendorCorrelationID),
+			zap.String("request_id", requestIDOf(req.Context())))
+	}
+	return res, nil
+}
+
+// adaptResponse restores the third party's Content-Type, flags a third
+// party's 401 as a grant to renew, and replaces an error of the vendor's own
+// (one without renamed third-party headers) with the gateway's envelope,
+// which it returns.
+func adaptResponse(res *http.Response, secret string, call *checkedCall) *apiError {
+	for name := range res.Header {
+		if strings.HasPrefix(name, "Access-Control-") || name == "Set-Cookie" {
+			delete(res.Header, name)
+		}
+	}
+	if fromThirdParty(res.Header) {
+		for name, values := range res.Header {
+			if strings.EqualFold(thirdPartyHeader(name), "Content-Type") {
+				res.Header["Content-Type"] = values
+			}
+		}
+		if res.StatusCode == http.StatusUnauthorized && call.platform != "" {
+			res.Header.Set("AuthKit-Reconnect", call.platform)
+		}
+		return nil
+	}
+	if res.StatusCode < 400 {
+		return nil
+	}
+	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	failure := vendorError(res.StatusCode, res.Header, raw, secret)
+	replaceWithError(res, failure)
+	return failure
+}
+
+func replaceWithError(res *http.Response, body *apiError) {
+	encoded := encodeError(body)
+	res.StatusCode = body.Status
+	res.Status = strconv.Itoa(body.Status) + " " + http.StatusText(body.Status)
+	res.Header = http.Header{
+		"Content-Type":   {"application/json"},
+		"Content-Length": {strconv.Itoa(len(encoded))},
+		"Cache-Control":  {"no-store"},
+	}
+	if body.retryAfter > 0 {
+		res.Header.Set("Retry-After", strconv.Itoa(body.retryAfter))
+	}
+	res.ContentLength = int64(len(encoded))
+	res.Body = io.NopCloser(bytes.NewReader(encoded))
+}

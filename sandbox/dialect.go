@@ -1,0 +1,133 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// The vendor's two dialects. Pica is the original API; One is the same
+// company's renamed API, with other header names, a token path of its own
+// and the V2 error envelope.
+const (
+	// ProviderPica speaks Pica's dialect only (the default).
+	ProviderPica = "pica"
+	// ProviderOne speaks One's dialect only.
+	ProviderOne = "one"
+	// ProviderBoth accepts either dialect; the secret header a request
+	// carries decides which one it is answered in.
+	ProviderBoth = "both"
+)
+
+// dialect is what differs between Pica and One on the wire.
+type dialect struct {
+	name string
+	// header prefix: x-pica- or x-one-
+	prefix string
+	// tokenPath is the path of the token endpoint.
+	tokenPath string
+	// flags is whether GET /v1/users/flags exists.
+	flags bool
+}
+
+var (
+	picaDialect = &dialect{name: ProviderPica, prefix: "X-Pica-", tokenPath: "/v1/authkit", flags: true}
+	oneDialect  = &dialect{name: ProviderOne, prefix: "X-One-", tokenPath: "/v1/authkit/token"}
+)
+
+func (d *dialect) secretHeader() string        { return d.prefix + "Secret" }
+func (d *dialect) connectionKeyHeader() string { return d.prefix + "Connection-Key" }
+func (d *dialect) actionIDHeader() string      { return d.prefix + "Action-Id" }
+func (d *dialect) passthroughPrefix() string   { return d.prefix + "Passthrough-" }
+
+// validProvider reports whether p names a provider, "" meaning the default.
+func validProvider(p string) bool {
+	switch p {
+	case "", ProviderPica, ProviderOne, ProviderBoth:
+		return true
+	}
+	return false
+}
+
+// dialectOf picks the dialect a request is answered in. With both, a request
+// that carries only One's secret header is One's; anything else is Pica's.
+func (s *Server) dialectOf(r *http.Request) *dialect {
+	switch s.opts.Provider {
+	case ProviderOne:
+		return oneDialect
+	case ProviderBoth:
+		if r.Header.Get(oneDialect.secretHeader()) != "" && r.Header.Get(picaDialect.secretHeader()) == "" {
+			return oneDialect
+		}
+	}
+	return picaDialect
+}
+
+// picaErrorTypes are the V1 error types and codes by status.
+var picaErrorTypes = map[int]struct {
+	name string
+	code int
+}{
+	400: {"BadRequest", 2000}, 409: {"Conflict", 2001}, 403: {"Forbidden", 2002},
+	500: {"InternalServerError", 2003}, 405: {"MethodNotAllowed", 2004}, 404: {"NotFound", 2005},
+	429: {"TooManyRequests", 2009}, 401: {"Unauthorized", 2010},
+}
+
+// writeError answers in the dialect's error envelope: Pica's V1
+// {type, code, status, key, message, meta}, or One's V2 {code, correlationId,
+// key, message, status, type} with a fresh correlationId. One's codes are not
+// V1's (its 401 says 2001); the only sample known uses 2001, so every One
+// error does, and clients must go by status.
+func (d *dialect) writeError(w http.ResponseWriter, status int, message string) {
+	if d == oneDialect {
+		if status == http.StatusUnauthorized {
+			message = "Authentication required"
+		}
+		writeJSON(w, status, map[string]any{
+			"code": 2001, "correlationId": correlationID(), "key": "http_error",
+			"message": message, "status": status, "type": "http_error",
+		})
+		return
+	}
+	writeError(w, status, message)
+}
+
+// writeError answers in Pica's V1 error envelope.
+func writeError(w http.ResponseWriter, status int, message string) {
+	t, ok := picaErrorTypes[status]
+	if !ok {
+		t = picaErrorTypes[500]
+		if status < 500 {
+			t = picaErrorTypes[400]
+		}
+	}
+	snake := strings.ToLower(strings.Join(splitCamel(t.name), "_"))
+	writeJSON(w, status, map[string]any{
+		"type": t.name, "code": t.code, "status": status, "key": "err::application::" + snake,
+		"message": message, "meta": nil,
+	})
+}
+
+func splitCamel(s string) []string {
+	var words []string
+	start := 0
+	for i := 1; i < len(s); i++ {
+		if s[i] >= 'A' && s[i] <= 'Z' {
+			words = append(words, s[start:i])
+			start = i
+		}
+	}
+	return append(words, s[start:])
+}
+
+// correlationID is a random UUID (version 4), as One's errors carry.
+func correlationID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+}

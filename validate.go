@@ -1,0 +1,95 @@
+package caddyauthkit
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Validate checks the configuration with the same checks the Caddyfile
+// parser applies to each option (where it can also name file and line); it
+// changes nothing.
+func (a *AuthKit) Validate() error {
+	checks := []struct {
+		value string
+		check func(string) error
+	}{
+		{a.Provider, checkProvider},
+		{a.API, checkAPI},
+		{a.Prefix, checkPrefix},
+		{a.Identity, checkIdentity},
+		{a.IdentityType, checkIdentityType},
+	}
+	for _, c := range checks {
+		if err := c.check(c.value); err != nil {
+			return fmt.Errorf("authkit: %v", err)
+		}
+	}
+	for _, origin := range a.CORSOrigins {
+		if err := validateOrigin(origin); err != nil {
+			return fmt.Errorf("authkit: %v", err)
+		}
+	}
+	if a.IdentityTrustedProxiesOnly && a.identityHeader == "" {
+		return fmt.Errorf("authkit: identity_trusted_proxies_only needs a header identity ({http.request.header.*})")
+	}
+	return nil
+}
+
+// isPlaceholder: s is resolved per request (or at provision) by Caddy's
+// replacer.
+func isPlaceholder(s string) bool {
+	return strings.Contains(s, "{") && strings.Contains(s, "}")
+}
+
+func checkProvider(name string) error {
+	if providers[name] == nil {
+		return fmt.Errorf("provider must be pica or one, not %q", name)
+	}
+	return nil
+}
+
+// checkAPI accepts scheme://host[:port] only: with a path such as /v1 every
+// call would be answered 404.
+func checkAPI(api string) error {
+	_, err := parseAPI(api)
+	return err
+}
+
+func parseAPI(api string) (*url.URL, error) {
+	u, err := url.Parse(api)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("api %q must be an absolute URL such as https://api.withone.ai", api)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.Trim(u.Path, "/") != "" {
+		return nil, fmt.Errorf("api %q must be scheme://host[:port] only, without a path (the gateway adds /v1/...), query or user info", api)
+	}
+	u.Path, u.RawPath = "", ""
+	return u, nil
+}
+
+// checkPrefix refuses "/", which would take every request of the site.
+func checkPrefix(prefix string) error {
+	trimmed := strings.Trim(prefix, "/")
+	if trimmed == "" || strings.ContainsAny(trimmed, "{}*?#% ") {
+		return fmt.Errorf("prefix %q must be a plain path such as /authkit, not the whole site", prefix)
+	}
+	return nil
+}
+
+func checkIdentity(placeholder string) error {
+	if !isPlaceholder(placeholder) {
+		return fmt.Errorf("identity %q must be a placeholder set by the authentication layer, such as {http.auth.user.id}", placeholder)
+	}
+	if strings.HasPrefix(placeholder, "{http.auth.candidate") {
+		return fmt.Errorf("identity %q holds rejected users; use {http.auth.user.id}", placeholder)
+	}
+	return nil
+}
+
+func checkIdentityType(kind string) error {
+	if !isPlaceholder(kind) && !validIdentityType(kind) {
+		return fmt.Errorf("identity_type must be user, team, organization, project or a placeholder, not %q", kind)
+	}
+	return nil
+}
