@@ -62,7 +62,9 @@ type browserOutcome struct {
 	PageErrors     []string `json:"pageErrors"`
 	ConsoleErrors  []string `json:"consoleErrors"`
 	FailedRequests []string `json:"failedRequests"`
-	Responses      []struct {
+	// IframeFailedRequests are the vendor iframe's failed calls to the app.
+	IframeFailedRequests []string `json:"iframeFailedRequests"`
+	Responses            []struct {
 		Method string `json:"method"`
 		Path   string `json:"path"`
 		Status int    `json:"status"`
@@ -79,6 +81,7 @@ type browserOutcome struct {
 		AfterClose        string   `json:"afterClose"`
 		Reconnect         string   `json:"reconnect"`
 		OfferedConnectors []string `json:"offeredConnectors"`
+		Foreign           string   `json:"foreign"`
 		SignedOut         string   `json:"signedOut"`
 		Iframes           int      `json:"iframes"`
 		FailureStatus     string   `json:"failureStatus"`
@@ -124,6 +127,9 @@ func runBrowser(t *testing.T, scenario, app string) browserOutcome {
 	}
 	if len(o.FailedRequests) > 0 {
 		t.Errorf("same-origin requests failed: %v", o.FailedRequests)
+	}
+	if len(o.IframeFailedRequests) > 0 && scenario != "foreign" {
+		t.Errorf("the iframe's requests to the app failed: %v", o.IframeFailedRequests)
 	}
 	return o
 }
@@ -329,9 +335,13 @@ func TestBrowserDemo(t *testing.T) {
 		if o.Texts.AfterClose != "Closed without connecting anything." {
 			t.Errorf("after closing: %q", o.Texts.AfterClose)
 		}
+		// HubSpot is someone else's: refused, and said so.
+		if !strings.Contains(o.Texts.Foreign, "Calling HubSpot (GET /users/me) failed: 404") {
+			t.Errorf("someone else's connection: %q", o.Texts.Foreign)
+		}
 		// Gmail is connected twice by now: by platform it is ambiguous (409),
 		// then the newest answers 401 itself.
-		if failed := o.failedResponses("GET /authkit/passthrough/status/401"); len(failed) > 0 {
+		if failed := o.failedResponses("GET /authkit/passthrough/status/401", "GET /authkit/passthrough/users/me"); len(failed) > 0 {
 			t.Errorf("unexpected errors: %v", failed)
 		}
 	})
@@ -353,22 +363,32 @@ func TestBrowserDemo(t *testing.T) {
 		}
 	})
 
-	// The iframe on an origin outside cors_origins (127.0.0.1 instead of
-	// localhost): the browser withholds the token from it.
+}
+
+// TestBrowserDemoForeignIframe serves the vendor's iframe on an origin
+// outside cors_origins (127.0.0.1 instead of localhost): the browser
+// withholds the token from it, and the page says why.
+func TestBrowserDemoForeignIframe(t *testing.T) {
+	needBrowser(t)
+	tester := caddytest.NewTester(t)
 	tester.InitServer(demoConfig(t, `"iframe": "http://localhost:9081/iframe/"`, `"iframe": "http://127.0.0.1:9081/iframe/"`), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Run("foreign iframe origin", func(t *testing.T) {
-		o := runBrowser(t, "foreign", demoApp)
-		if !strings.Contains(o.Texts.Status, "The widget reported an error: The token request failed") {
-			t.Errorf("the page says %q", o.Texts.Status)
-		}
-		if n := sandboxTokenCalls(t); n != 0 {
-			t.Errorf("%d token calls reached the vendor for a foreign iframe", n)
-		}
-		if failed := o.failedResponses(); len(failed) > 0 {
-			t.Errorf("errors: %v", failed)
-		}
-	})
+	o := runBrowser(t, "foreign", demoApp)
+	if !strings.Contains(o.Texts.Status, "The widget reported an error: The token request failed") {
+		t.Errorf("the page says %q", o.Texts.Status)
+	}
+	if len(o.Payloads) != 1 || o.Payloads[0].Origin != "http://127.0.0.1:9081" {
+		t.Errorf("iframes opened: %+v", o.Payloads)
+	}
+	if len(o.IframeFailedRequests) != 1 || !strings.HasPrefix(o.IframeFailedRequests[0], "POST /authkit/token") {
+		t.Errorf("the browser did not refuse the token call: %v", o.IframeFailedRequests)
+	}
+	if n := sandboxTokenCalls(t); n != 0 {
+		t.Errorf("%d token calls reached the vendor for a foreign iframe", n)
+	}
+	if failed := o.failedResponses(); len(failed) > 0 {
+		t.Errorf("errors: %v", failed)
+	}
 }

@@ -6,8 +6,8 @@
 // The browser signs in as demo / demo by answering basic_auth's challenge
 // (the page itself asks), clicks through the real @withone/auth or
 // @picahq/authkit widget and the stand-in vendor iframe, and records every
-// iframe payload (?data=), page error, console error, failed same-origin
-// request and same-origin response. It never removes the iframe itself.
+// iframe payload (?data=), page error, console error, failed request to the
+// app and response from it. It never removes the iframe itself.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +18,7 @@ const app = new URL(appURL).origin;
 const timeout = 15000;
 
 const out = {
-  scenario, payloads: [], pageErrors: [], consoleErrors: [], failedRequests: [], responses: [], texts: {}, steps: [],
+  scenario, payloads: [], pageErrors: [], consoleErrors: [], failedRequests: [], iframeFailedRequests: [], responses: [], texts: {}, steps: [],
 };
 
 const profile = mkdtempSync(join(tmpdir(), "chromium-"));
@@ -38,8 +38,12 @@ const page = context.pages()[0] || (await context.newPage());
 const sameOrigin = (url) => url.startsWith(app + "/");
 page.on("pageerror", (err) => out.pageErrors.push(String(err)));
 page.on("console", (m) => m.type() === "error" && out.consoleErrors.push(`${m.text()} (${m.location().url})`));
+// Failed requests to the app: the page's own, and the vendor iframe's (its
+// token call is cross-origin, so CORS may refuse it).
 page.on("requestfailed", (r) => {
-  if (sameOrigin(r.url())) out.failedRequests.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
+  if (!sameOrigin(r.url())) return;
+  const list = r.frame() === page.mainFrame() ? out.failedRequests : out.iframeFailedRequests;
+  list.push(`${r.method()} ${new URL(r.url()).pathname}: ${r.failure()?.errorText}`);
 });
 page.on("response", (r) => {
   if (sameOrigin(r.url())) out.responses.push({ method: r.request().method(), path: new URL(r.url()).pathname, status: r.status() });
@@ -150,6 +154,7 @@ const scenarios = {
   },
 
   // A third party answers 401: the page offers to reconnect that platform.
+  // Then someone else's connection, refused.
   async reconnect() {
     await load();
     step("expired grant");
@@ -165,6 +170,10 @@ const scenarios = {
     out.texts.offeredConnectors = await frame.locator("button.connector").allInnerTexts();
     await frame.getByRole("button", { name: "Close" }).click();
     await closedWithoutConnecting("afterClose");
+    step("someone else's connection");
+    await page.click("#foreign");
+    await page.waitForSelector('#call-result[data-status="404"]');
+    out.texts.foreign = await text("#call-result");
   },
 
   // Signed out: the page says so, and Connect gets no ticket, so no iframe.
