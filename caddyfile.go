@@ -52,6 +52,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    ticket_ttl     <duration>            # life of a ticket, default 1m
 //	    ticket_key     <secret>              # default: derived from the secret
 //	    expose_keys    on|off                # keys in /connections rows, default on
+//	    audit          on|off                # audit line per call, default on
 //	    proxy {
 //	        <reverse_proxy options>          # e.g. transport http { tls_trust_pool file ca.pem }
 //	    }
@@ -122,6 +123,8 @@ func (a *AuthKit) unmarshal(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) err
 			err = oneArg(d, &a.TicketKey, nil)
 		case "expose_keys":
 			a.ExposeKeys, err = onOff(d)
+		case "audit":
+			a.Audit, err = onOff(d)
 		case "proxy":
 			err = a.unmarshalProxy(d, h)
 		default:

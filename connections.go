@@ -91,7 +91,10 @@ func (a *AuthKit) serveConnections(w http.ResponseWriter, r *http.Request, id id
 
 // deleteConnection deletes a connection the caller owns. Anyone else's, or
 // an unknown id, is a 404 alike, so the answer reveals nothing.
-func (a *AuthKit) deleteConnection(w http.ResponseWriter, r *http.Request, id identity, connectionID string) error {
+func (a *AuthKit) deleteConnection(w http.ResponseWriter, r *http.Request, id identity, connectionID string) (err error) {
+	rec := newAudit(connectionRoute, id)
+	rec.connectionID = connectionID
+	defer a.audit(r, rec, &err)
 	notFound := newError(http.StatusNotFound, "connection_not_found", "no such connection for the caller")
 	conn, found, err := a.pica.vaultGet(r.Context(), connectionID)
 	if err != nil {
@@ -100,6 +103,7 @@ func (a *AuthKit) deleteConnection(w http.ResponseWriter, r *http.Request, id id
 	if !found {
 		return notFound
 	}
+	rec.platform = conn.Platform
 	if !conn.ownedBy(id) {
 		a.metrics.denied("connection_not_owned")
 		return notFound

@@ -22,7 +22,7 @@ type corsPolicy struct {
 // capacity is its length, so no response can change another's.
 var (
 	anyOriginValue     = []string{"*"}
-	exposeHeadersValue = []string{"Retry-After"}
+	exposeHeadersValue = []string{"Retry-After, AuthKit-Reconnect"}
 	// Browsers cache a preflight answer this long at most (Chrome caps it at 2h).
 	maxAgeValue = []string{"7200"}
 	trueValue   = []string{"true"}

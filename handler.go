@@ -95,6 +95,7 @@ func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg s
 	}
 	id, err := a.resolveIdentity(r, rt)
 	if err != nil {
+		a.auditRefused(r, rt, err)
 		return err
 	}
 	if rt == passthroughRoute {

@@ -137,6 +137,12 @@ type AuthKit struct {
 	// bytes; larger gets 413. Passthrough bodies are not limited. Default: 65536
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
+	// Write one info line per token, ticket, passthrough call, connection
+	// deletion and denial to the logger http.handlers.authkit.audit, which
+	// Caddy's `log` options can send to a file of its own. Identities are
+	// keyed hashes; connection keys never appear. Default: true
+	Audit *bool `json:"audit,omitempty"`
+
 	// The reverse_proxy handler that carries passthrough calls; only
 	// reverse_proxy is accepted. Its transport (TLS, forward proxy, dial
 	// settings) carries every other call to the vendor too. Left out, it is
@@ -162,6 +168,8 @@ type AuthKit struct {
 	connectors *cache[[]byte]
 	metrics    *metrics
 	logger     *zap.Logger
+	auditLog   *zap.Logger // nil when audit is off
+	events     *eventSink
 }
 
 // CaddyModule returns the Caddy module information.
@@ -218,6 +226,12 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	a.connectors = newCache[[]byte](256, connectorsTTL)
 	a.owners = newCache[string](a.OwnershipCacheSize, time.Duration(a.OwnershipTTL))
 	a.owners.onLookup, a.owners.onEvict = a.metrics.cacheLookup, a.metrics.cacheEviction
+	if a.Audit == nil || *a.Audit {
+		a.auditLog = a.logger.Named("audit")
+	}
+	if a.events, err = newEventSink(ctx); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -285,6 +299,7 @@ func resolveSecret(placeholder string) (string, error) {
 // Cleanup releases the caches; Caddy cleans up the guest reverse_proxy, and
 // with it the transport, itself.
 func (a *AuthKit) Cleanup() error {
+	a.events.close()
 	if a.owners != nil {
 		a.owners.clear()
 	}

@@ -22,6 +22,7 @@ type checkedCall struct {
 	connectionKey string
 	actionID      string
 	platform      string
+	connectionID  string // known when X-AuthKit-Connection named the connection
 }
 
 type checkedCallKey struct{}
@@ -29,7 +30,9 @@ type checkedCallKey struct{}
 // servePassthrough proxies a call to the vendor's Passthrough API once the
 // path is confined, the headers are unambiguous, the allow-lists pass and
 // the connection is the caller's.
-func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id identity, rest string) error {
+func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id identity, rest string) (err error) {
+	rec := newAudit(passthroughRoute, id)
+	defer a.audit(r, rec, &err)
 	upstreamPath, err := confinePath(rest)
 	if err != nil {
 		return err
@@ -41,6 +44,7 @@ func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id id
 	if err != nil {
 		return err
 	}
+	rec.platform, rec.connectionID, rec.path = call.platform, call.connectionID, upstreamPath
 	release, err := a.pica.acquire()
 	if err != nil {
 		return err
@@ -65,6 +69,7 @@ func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id id
 		return err
 	}
 	a.metrics.request(r, passthroughRoute.name, tw.status)
+	rec.status, rec.bytes, rec.reconnect = tw.status, tw.bytes, w.Header().Get("AuthKit-Reconnect") != ""
 	if err != nil {
 		// The answer has begun: Caddy logs the failure, nothing more can be said.
 		return streamError{err}
@@ -84,6 +89,21 @@ func (a *AuthKit) checkPassthrough(r *http.Request, id identity) (*checkedCall, 
 	if err != nil {
 		return nil, err
 	}
+	keyless, err := singleValue(r.Header, []string{keylessHeader})
+	if err != nil {
+		return nil, err
+	}
+	connectionID := ""
+	if keyless != "" {
+		if key != "" {
+			return nil, newError(http.StatusBadRequest, "header_ambiguous", "send either a connection key or "+keylessHeader+", not both")
+		}
+		resolved, err := a.resolveConnection(r.Context(), id, keyless)
+		if err != nil {
+			return nil, err
+		}
+		key, connectionID = resolved.connectionKey, resolved.connectionID
+	}
 	if key == "" {
 		return nil, newError(http.StatusBadRequest, "connection_key_missing", "the "+a.provider.connectionKeyHeader+" header is required")
 	}
@@ -93,7 +113,7 @@ func (a *AuthKit) checkPassthrough(r *http.Request, id identity) (*checkedCall, 
 	if strings.ContainsFunc(actionID, isControl) {
 		return nil, newError(http.StatusBadRequest, "action_id_invalid", "the action id header is not an action id")
 	}
-	call := &checkedCall{connectionKey: key, actionID: actionID, platform: keyPlatform(key)}
+	call := &checkedCall{connectionKey: key, actionID: actionID, platform: keyPlatform(key), connectionID: connectionID}
 	if a.platforms != nil {
 		if _, ok := a.platforms[call.platform]; !ok {
 			return nil, newError(http.StatusForbidden, "platform_not_allowed", "this platform is not allowed through the gateway")
@@ -104,7 +124,7 @@ func (a *AuthKit) checkPassthrough(r *http.Request, id identity) (*checkedCall, 
 			return nil, newError(http.StatusForbidden, "action_not_allowed", "this action id is not allowed through the gateway")
 		}
 	}
-	if a.ownershipOn {
+	if a.ownershipOn && connectionID == "" { // a resolved key is the caller's by construction
 		if err := a.checkOwnership(r.Context(), id, key); err != nil {
 			return nil, err
 		}
@@ -224,6 +244,7 @@ type trackingWriter struct {
 	*caddyhttp.ResponseWriterWrapper
 	wrote  bool
 	status int
+	bytes  int64
 }
 
 func (w *trackingWriter) WriteHeader(status int) {
@@ -237,5 +258,7 @@ func (w *trackingWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.wrote, w.status = true, http.StatusOK
 	}
-	return w.ResponseWriterWrapper.Write(b)
+	n, err := w.ResponseWriterWrapper.Write(b)
+	w.bytes += int64(n)
+	return n, err
 }

@@ -105,6 +105,7 @@ func errTicketInvalid() *apiError {
 // serveTicket mints a ticket for the caller, who came through the app's
 // authentication layer (same origin).
 func (a *AuthKit) serveTicket(w http.ResponseWriter, r *http.Request, id identity) error {
+	defer a.audit(r, newAudit(ticketRoute, id), nil)
 	ticket, expires := a.tickets.mint(id)
 	body, _ := json.Marshal(map[string]string{"ticket": ticket, "expiresAt": expires.UTC().Format(time.RFC3339)})
 	a.writeJSON(w, r, ticketRoute, body)

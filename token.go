@@ -26,11 +26,11 @@ const (
 // serveToken answers the token route: all pages merged as the Pica Node
 // SDK does, or with page and limit in the query (the One widget always
 // pages), that page as the vendor sent it.
-func (a *AuthKit) serveToken(w http.ResponseWriter, r *http.Request, id identity) error {
+func (a *AuthKit) serveToken(w http.ResponseWriter, r *http.Request, id identity) (err error) {
+	defer a.audit(r, newAudit(tokenRoute, id), &err)
 	var page, limit string
 	q := r.URL.Query()
 	if q.Has("page") || q.Has("limit") {
-		var err error
 		if page, err = positiveParam(q.Get("page"), "page", "1", maxTokenPages); err != nil {
 			return err
 		}

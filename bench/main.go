@@ -6,6 +6,9 @@
 //     10 pages of connectors;
 //   - passthrough (ownership on, cached) vs. bare Caddy reverse_proxy with
 //     header_up x-pica-secret, to the same local upstream;
+//   - passthrough with the audit trail on (to a file, as the README shows)
+//     vs. audit off, and keyless (X-AuthKit-Connection, resolution cached)
+//     vs. the key header, in the same authkit process;
 //   - preflight vs. Caddy's own respond 204.
 //
 // Each side runs in its own process, so CPU time and peak RSS are its own.
@@ -72,8 +75,12 @@ func main() {
 	if *profile != "" {
 		pluginGlobal = strings.Replace(global, "admin off", "admin localhost:19999", 1)
 	}
+	// The audit trail goes to a file of its own, as the README shows.
+	pluginGlobal = strings.Replace(pluginGlobal, "auto_https off\n", "auto_https off\n\tlog audit {\n\t\tinclude http.handlers.authkit.audit\n\t\toutput file "+
+		filepath.Join(dir, "audit.log")+"\n\t}\n\tlog default {\n\t\texclude http.handlers.authkit.audit\n\t}\n", 1)
 	plugin := start(dir, bin, "authkit", pluginGlobal+strings.Join(pluginSites, "")+
-		"http://127.0.0.1:19200 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n")
+		"http://127.0.0.1:19200 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n"+
+		"http://127.0.0.1:19250 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t\taudit off\n\t}\n}\n")
 	bare := start(dir, bin, "bare caddy", global+
 		"http://127.0.0.1:19300 {\n\treverse_proxy 127.0.0.1:19100 {\n\t\theader_up x-pica-secret {env.PICA_SECRET_KEY}\n\t}\n}\n"+
 		"http://127.0.0.1:19301 {\n\trespond 204\n}\n")
@@ -87,7 +94,7 @@ func main() {
 			_ = p.cmd.Process.Kill()
 		}
 	}()
-	for _, port := range []int{19100, 19200, 19300, 19301, 19201, 19401} {
+	for _, port := range []int{19100, 19200, 19250, 19300, 19301, 19201, 19401} {
 		waitPort(port)
 	}
 	key := connectionKey()
@@ -121,6 +128,17 @@ func main() {
 		warm(pass)
 		ra, rb := compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(base, 64, *duration) }, plugin, bare)
 		report = append(report, row{"passthrough, 64 callers", "bare reverse_proxy", ra, rb, "rps"})
+
+		quiet := pass
+		quiet.url = strings.Replace(pass.url, ":19200/", ":19250/", 1)
+		warm(quiet)
+		ra, rb = compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(quiet, 64, *duration) }, plugin, plugin)
+		report = append(report, row{"passthrough audit on, 64 callers", "audit off", ra, rb, "rps"})
+
+		keyless := target{method: "GET", url: pass.url, header: map[string]string{"X-User": "bench-user", "X-AuthKit-Connection": "gmail"}}
+		warm(keyless)
+		ra, rb = compare(func() result { return concurrent(keyless, 64, *duration) }, func() result { return concurrent(pass, 64, *duration) }, plugin, plugin)
+		report = append(report, row{"passthrough keyless (cached), 64 callers", "key header", ra, rb, "rps"})
 	}
 
 	if want("preflight") {
@@ -314,41 +332,6 @@ func (t target) forCaller(c int) target {
 	t.header = header
 	return t
 }
-
-type row struct {
-	name, baseline string
-	ours, base     result
-	focus          string
-}
-
-func printReport(rows []row, procs map[string]*process) {
-	fmt.Printf("\nsandbox latency %s per Pica call, %d rounds A/B interleaved, %s per throughput run\n\n", *latency, *rounds, *duration)
-	fmt.Println("| comparison | baseline | authkit p50 | baseline p50 | authkit p99 | baseline p99 | authkit req/s | baseline req/s | authkit CPU/req | baseline CPU/req | errors (authkit, baseline) | ratio |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-	for _, r := range rows {
-		var ratio string
-		switch r.focus {
-		case "p50":
-			ratio = fmt.Sprintf("p50 %.2fx", float64(r.ours.percentile(.5))/float64(r.base.percentile(.5)))
-		case "cpu":
-			ratio = fmt.Sprintf("CPU/token %.2fx, req/s %.2fx", float64(r.ours.cpuPerRequest())/float64(r.base.cpuPerRequest()), r.ours.rps()/r.base.rps())
-		case "rps":
-			ratio = fmt.Sprintf("req/s %.2fx, p99 %+.2fms", r.ours.rps()/r.base.rps(), ms(r.ours.percentile(.99)-r.base.percentile(.99)))
-		}
-		fmt.Printf("| %s | %s | %.1fms | %.1fms | %.1fms | %.1fms | %.0f | %.0f | %.0fµs | %.0fµs | %d, %d of %d | %s |\n",
-			r.name, r.baseline, ms(r.ours.percentile(.5)), ms(r.base.percentile(.5)), ms(r.ours.percentile(.99)), ms(r.base.percentile(.99)),
-			r.ours.rps(), r.base.rps(), us(r.ours.cpuPerRequest()), us(r.base.cpuPerRequest()),
-			r.ours.errors, r.base.errors, len(r.ours.latencies)+len(r.base.latencies), ratio)
-	}
-	fmt.Println("\n| process | peak RSS |")
-	fmt.Println("| --- | --- |")
-	for _, name := range []string{"authkit", "bare caddy", "node sdk", "sandbox"} {
-		fmt.Printf("| %s | %.1f MiB |\n", name, procs[name].peakRSS())
-	}
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func connectionKey() string {
 	req, _ := http.NewRequest("GET", "http://127.0.0.1:19100/v1/vault/connections?identity=bench-user", nil)
