@@ -36,29 +36,46 @@ function showFrontend() {
   }
 }
 
+// Signing in: the demo keeps "user:password" in a cookie, which Caddy hands
+// to basic_auth on every request (see Caddyfile.example). A real app's sign-in
+// sets its own session cookie.
+const cookie = "demo_auth";
+
 async function whoami() {
-  const res = await fetch("/whoami");
+  // Without the cookie there is nobody to ask about.
+  const res = document.cookie.split("; ").some((c) => c.startsWith(cookie + "="))
+    ? await fetch("/whoami")
+    : new Response(null, { status: 401 });
   const who = $("who");
-  if (res.ok) {
-    who.textContent = `Signed in as ${await res.text()}.`;
-    who.dataset.state = "signed-in";
-    return true;
-  }
-  who.textContent =
-    res.status === 401 ? "Not signed in. Reload the page and sign in as demo / demo." : await describeFailure(res, "Asking who is signed in");
-  who.dataset.state = "signed-out";
-  return false;
+  const signedIn = res.ok;
+  who.textContent = signedIn
+    ? `Signed in as ${await res.text()}.`
+    : res.status === 401
+      ? "Not signed in."
+      : await describeFailure(res, "Asking who is signed in");
+  who.dataset.state = signedIn ? "signed-in" : "signed-out";
+  $("signout").hidden = !signedIn;
+  $("signin").hidden = signedIn;
+  $("app").hidden = !signedIn;
+  return signedIn;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const credentials = btoa(`${$("user").value}:${$("password").value}`);
+  document.cookie = `${cookie}=${credentials}; Path=/; SameSite=Lax`;
+  $("signin-error").textContent = "";
+  say("");
+  if (await whoami()) return start();
+  document.cookie = `${cookie}=; Path=/; Max-Age=0`;
+  $("signin-error").textContent = "Wrong user name or password.";
 }
 
 async function signOut() {
-  const res = await fetch("/signout", { method: "POST" });
-  if (!res.ok) return say(await describeFailure(res, "Signing out"), "error");
+  document.cookie = `${cookie}=; Path=/; Max-Age=0`;
+  widget.close();
   await whoami();
-  $("connections").hidden = true;
-  $("call").hidden = true;
-  $("reconnect").hidden = true;
-  $("connections-note").textContent = "Sign in to see your connections.";
-  say("Signed out. Reload the page to sign in again.");
+  $("who").textContent = "Signed out.";
 }
 
 // Widget.
@@ -89,7 +106,10 @@ async function connected(connection) {
   lastConnection = connection;
   say(`Connected ${connection.name || connection.platform}.`, "ok");
   await listConnections();
-  await callThrough(connection.platform, connection.name || connection.platform);
+  // By platform when that names one connection; else by the new one's id.
+  const name = connection.name || connection.platform;
+  const same = connections.filter((c) => c.platform === connection.platform);
+  await callThrough(same.length === 1 ? connection.platform : lastId() || connection.platform, name);
 }
 
 // Connections.
@@ -227,13 +247,7 @@ function offerReconnect(platform, name, status) {
 
 // Wiring.
 
-showFrontend();
-$("connect").onclick = () => connect();
-$("signout").onclick = signOut;
-$("expired").onclick = () => callThrough("gmail", "Gmail", "/status/401");
-$("foreign").onclick = () => callThrough("hubspot", "HubSpot");
-
-if (await whoami()) {
+async function start() {
   await widget.widget(frontend);
   await listConnections();
   if (frontend === "one" && widget.returning()) {
@@ -242,4 +256,13 @@ if (await whoami()) {
     widget.resume(widgetOptions()).catch((err) => say(err.message, "error"));
   }
 }
+
+showFrontend();
+$("connect").onclick = () => connect();
+$("signin").onsubmit = signIn;
+$("signout").onclick = signOut;
+$("expired").onclick = () => callThrough("gmail", "Gmail", "/status/401");
+$("foreign").onclick = () => callThrough("hubspot", "HubSpot");
+
+if (await whoami()) await start();
 document.body.dataset.ready = "true";

@@ -3,8 +3,7 @@
 //
 // Usage: node browser.mjs <scenario> <app URL> [screenshot dir]
 //
-// The browser signs in as demo / demo by answering basic_auth's challenge
-// (the page itself asks), clicks through the real @withone/auth or
+// The browser signs in as demo / demo with the page's form, clicks through the real @withone/auth or
 // @picahq/authkit widget and the stand-in vendor iframe, and records every
 // iframe payload (?data=), page error, console error, failed request to the
 // app and response from it. It never removes the iframe itself.
@@ -26,7 +25,6 @@ const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
   viewport: { width: 1000, height: 720 },
-  httpCredentials: { username: "demo", password: "demo", origin: app },
   args: [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -63,11 +61,20 @@ async function snap(name) {
   if (shots) await page.screenshot({ path: join(shots, `${scenario}-${name}.png`) });
 }
 
-// load opens the app page; the browser answers the sign-in challenge.
+// load opens the app page and signs in with its form.
 async function load(query = "") {
   step("load");
   await page.goto(appURL + "/" + query);
   await page.waitForSelector("body[data-ready]");
+  await signIn();
+}
+
+async function signIn() {
+  step("sign in");
+  await page.fill("#user", "demo");
+  await page.fill("#password", "demo");
+  await page.click("#signin button");
+  await page.waitForSelector('#who[data-state="signed-in"]');
   out.texts.who = await text("#who");
 }
 
@@ -176,14 +183,18 @@ const scenarios = {
     out.texts.foreign = await text("#call-result");
   },
 
-  // Signed out: the page says so, and Connect gets no ticket, so no iframe.
+  // Signing out shows the form again. Then a session that ends behind the
+  // page's back: Connect gets no ticket, so no iframe, and the page says why.
   async "signed-out"() {
     await load();
     step("sign out");
     await page.click("#signout");
-    await page.waitForSelector('#who[data-state="signed-out"]');
-    out.texts.signedOut = await text("#status");
-    step("connect");
+    await page.waitForSelector("#signin:not([hidden])");
+    out.texts.signedOut = await text("#who");
+    await snap("form");
+    await signIn();
+    step("session ends");
+    await context.clearCookies();
     await page.click("#connect");
     await page.waitForSelector('#status[data-kind="error"]');
     out.texts.status = await text("#status");
