@@ -119,6 +119,7 @@ func TestValidateRefusesUnsafeConfigs(t *testing.T) {
 // each adapts and provisions.
 func TestExamplesAdaptAndValidate(t *testing.T) {
 	t.Setenv("PICA_SECRET_KEY", testSecret)
+	t.Setenv("ONE_SECRET_KEY", testSecret)
 	files, _ := filepath.Glob("examples/*.Caddyfile")
 	files = append(files, "Caddyfile.example")
 	for _, file := range files {

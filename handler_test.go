@@ -3,6 +3,8 @@ package caddyauthkit
 import (
 	"net/http"
 	"testing"
+
+	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
 
 func TestRoutingMethodsAndPassOn(t *testing.T) {
@@ -30,7 +32,7 @@ func TestBodyLimit(t *testing.T) {
 	big := make([]byte, 2048)
 	res := g.do(request{method: "POST", url: appURL + "/authkit/token", user: "alice", body: big})
 	expect(t, res, http.StatusRequestEntityTooLarge, "body_too_large")
-	if n := g.pica.Count(sandboxTokenEndpoint); n != 0 {
+	if n := g.pica.Count(sandbox.EndpointToken); n != 0 {
 		t.Fatalf("an oversized request reached Pica %d times", n)
 	}
 }

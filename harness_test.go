@@ -228,10 +228,6 @@ func writeCA(t *testing.T, srv *httptest.Server) string {
 	return path
 }
 
-// sandboxTokenEndpoint is the sandbox's name for the token endpoint in its
-// recorded requests ("token" once the reworked sandbox lands).
-const sandboxTokenEndpoint = sandbox.EndpointToken
-
 // vendorCAPlaceholder stands for the TLS vendor's CA file in options.
 const vendorCAPlaceholder = "{vendor_ca}"
 

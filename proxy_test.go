@@ -65,13 +65,13 @@ func TestEveryRouteReachesAnHTTPSVendorTrustedOnlyInTheProxyBlock(t *testing.T) 
 			t.Fatalf("%s call without the secret", r.Endpoint)
 		}
 	}
-	for _, endpoint := range []string{sandboxTokenEndpoint, "flags", "vault_list", "connectors", "passthrough", "vault_get", "vault_delete"} {
+	for _, endpoint := range []string{sandbox.EndpointToken, "flags", "vault_list", "connectors", "passthrough", "vault_get", "vault_delete"} {
 		if seen[endpoint] == 0 {
 			t.Fatalf("no %s call reached the vendor over TLS (calls: %v)", endpoint, seen)
 		}
 	}
-	if seen[sandboxTokenEndpoint] != 4 { // two tokens of two pages
-		t.Fatalf("%d token page calls, want 4", seen[sandboxTokenEndpoint])
+	if seen[sandbox.EndpointToken] != 4 { // two tokens of two pages
+		t.Fatalf("%d token page calls, want 4", seen[sandbox.EndpointToken])
 	}
 }
 

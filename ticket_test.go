@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
 
 // openErr is the error code of opening ticket, "" when it opens.
@@ -167,7 +169,7 @@ func TestTicketStandsForTheCallerOnTheTokenRouteOnly(t *testing.T) {
 		res := g.do(request{method: "POST", url: ticketURL + "/authkit/token?page=" + string(rune('0'+page)) + "&limit=10", header: withTicket})
 		expect(t, res, 200, "")
 	}
-	for _, r := range requestsTo(g.pica, sandboxTokenEndpoint) {
+	for _, r := range requestsTo(g.pica, sandbox.EndpointToken) {
 		if !bytes.Contains(r.Body, []byte(`"identity":"alice"`)) {
 			t.Fatalf("a token by ticket was asked for %s, want alice", r.Body)
 		}
@@ -228,7 +230,7 @@ func TestTicketsWorkAcrossInstancesWithTheSameKey(t *testing.T) {
 	other := startInstance(t, g.picaURL, "")
 	res := other.do("POST", "/authkit/token", map[string]string{ticketHeader: ticket})
 	expect(t, res, 200, "")
-	reqs := requestsTo(g.pica, sandboxTokenEndpoint)
+	reqs := requestsTo(g.pica, sandbox.EndpointToken)
 	if len(reqs) != 1 || !bytes.Contains(reqs[0].Body, []byte(`"identity":"bob"`)) {
 		t.Fatalf("the second instance asked the vendor %d times, last for %s", len(reqs), reqs[len(reqs)-1].Body)
 	}

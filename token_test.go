@@ -40,7 +40,7 @@ func TestTokenMergesEveryPageForTheSignedInUser(t *testing.T) {
 		t.Fatalf("requestId %v is not a number", token["requestId"])
 	}
 	for _, r := range pica.Requests() {
-		if r.Endpoint != sandboxTokenEndpoint {
+		if r.Endpoint != sandbox.EndpointToken {
 			continue
 		}
 		var body map[string]string
@@ -121,7 +121,7 @@ func TestTokenRemembersThePageCountAndCachesFlags(t *testing.T) {
 	if n := pica.Count("flags"); n != 1 {
 		t.Fatalf("flags asked again (%d calls): not cached", n)
 	}
-	if n := pica.Count(sandboxTokenEndpoint); n != 6 {
+	if n := pica.Count(sandbox.EndpointToken); n != 6 {
 		t.Fatalf("%d page calls for two 3-page tokens, want 6", n)
 	}
 }
@@ -155,7 +155,7 @@ func TestTokenRemembersFewerPagesToo(t *testing.T) {
 	pica.ResetRequests()
 	res := g.as("alice", "POST", "/authkit/token", nil)
 	expect(t, res, 200, "")
-	if n := pica.Count(sandboxTokenEndpoint); n != 1 {
+	if n := pica.Count(sandbox.EndpointToken); n != 1 {
 		t.Fatalf("%d page calls after the vendor reported one page, want 1", n)
 	}
 	if rows := res.json(t)["rows"].([]any); len(rows) != 100 {
@@ -195,7 +195,7 @@ func TestTokenRefusesAHostilePageCount(t *testing.T) {
 			pica.ResetRequests()
 			res := g.as("alice", "POST", "/authkit/token", nil)
 			expect(t, res, 200, "")
-			if n := pica.Count(sandboxTokenEndpoint); n != 3 {
+			if n := pica.Count(sandbox.EndpointToken); n != 3 {
 				t.Fatalf("%d page calls after the hostile answers, want the 3 pages there are", n)
 			}
 			if rows := res.json(t)["rows"].([]any); len(rows) != 250 {
@@ -382,7 +382,7 @@ func TestTokenIdentityRequired(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("signed out: %d", res.StatusCode)
 	}
-	if n := g.pica.Count(sandboxTokenEndpoint); n != 1 {
+	if n := g.pica.Count(sandbox.EndpointToken); n != 1 {
 		t.Fatalf("%d token calls reached Pica, want only the team's", n)
 	}
 }
@@ -494,7 +494,7 @@ func TestIdenticalTokenRequestsShareOneCall(t *testing.T) {
 	for _, res := range concurrently(10, func(int) response { return g.as("alice", "POST", "/authkit/token", nil) }) {
 		expect(t, res, 200, "")
 	}
-	if n := pica.Count(sandboxTokenEndpoint); n > 2 {
+	if n := pica.Count(sandbox.EndpointToken); n > 2 {
 		t.Fatalf("10 concurrent tokens for one user made %d page calls", n)
 	}
 }
