@@ -70,6 +70,7 @@ func (page vaultPage) ownedBy(id identity, keys bool) []byte {
 // Rows the vendor returns for anyone else are dropped, in case a filter is
 // ignored.
 func (a *AuthKit) serveConnections(w http.ResponseWriter, r *http.Request, id identity) error {
+	a.renewGeneration(id) // what the caller sees is what keyless resolves next
 	q := r.URL.Query()
 	query := url.Values{"identity": {id.ID}, "identityType": {id.Type}}
 	if platform := q.Get("platform"); platform != "" {

@@ -28,7 +28,14 @@ func (a *AuthKit) resolveConnection(ctx context.Context, id identity, value stri
 			return nil, newError(http.StatusForbidden, "platform_not_allowed", "this platform is not allowed through the gateway")
 		}
 	}
-	found, err := a.owners.load(ctx, ownerCacheKey(id, resolvesName, value), func(ctx context.Context) (string, bool, error) {
+	// Only the id → key answers are stable: a platform's answer changes when
+	// the caller connects another account, so it is keyed by the caller's
+	// generation, which opening the widget renews.
+	subject := value
+	if !byID {
+		subject = a.generation(id) + "\x00" + value
+	}
+	found, err := a.owners.load(ctx, ownerCacheKey(id, resolvesName, subject), func(ctx context.Context) (string, bool, error) {
 		var conn vaultConnection
 		var err error
 		if byID {

@@ -45,6 +45,22 @@ func TestKeylessByPlatformAttachesTheCallersKeyAndCachesIt(t *testing.T) {
 	}
 }
 
+// TestKeylessSeesANewConnectionOnceTheWidgetOpens: a cached platform answer
+// must not outlive the caller connecting a second account of that platform.
+func TestKeylessSeesANewConnectionOnceTheWidgetOpens(t *testing.T) {
+	for _, opens := range []struct{ method, path string }{
+		{"POST", "/authkit/token"}, {"POST", "/authkit/ticket"}, {"GET", "/authkit/connections"},
+	} {
+		t.Run(opens.path, func(t *testing.T) {
+			g := startGateway(t, nil, "")
+			expect(t, g.keyless("alice", "gmail"), http.StatusOK, "") // cached: one gmail
+			g.pica.AddConnection("alice", "user", "gmail")            // made in the vendor's iframe
+			expect(t, g.as("alice", opens.method, opens.path, nil), http.StatusOK, "")
+			expect(t, g.keyless("alice", "gmail"), http.StatusConflict, "connection_ambiguous")
+		})
+	}
+}
+
 func TestKeylessByIDUsesOnlyTheCallersConnection(t *testing.T) {
 	g := startGateway(t, nil, "")
 	expect(t, g.keyless("alice", g.alice.ID), http.StatusOK, "")

@@ -41,7 +41,7 @@ func TestInFlightGaugeAndOverload(t *testing.T) {
 	pica := sandbox.New(sandbox.Options{Secret: testSecret})
 	g := startGateway(t, pica, "max_concurrent 1")
 
-	metrics := scrapeMetrics(t)
+	metrics := scrape(t)
 	for _, want := range []string{
 		"caddy_authkit_vendor_calls_in_flight 0",
 		"caddy_authkit_overloaded_total 0",
@@ -61,14 +61,14 @@ func TestInFlightGaugeAndOverload(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the slow call never reached the sandbox")
 		}
-		scrapeMetrics(t) // a round trip paces the loop
+		scrape(t) // a round trip paces the loop
 	}
-	mustContain(t, scrapeMetrics(t), "caddy_authkit_vendor_calls_in_flight 1", "/metrics during a call")
+	mustContain(t, scrape(t), "caddy_authkit_vendor_calls_in_flight 1", "/metrics during a call")
 	expect(t, g.as("bob", "GET", "/authkit/connections", nil), http.StatusServiceUnavailable, "overloaded")
-	mustContain(t, scrapeMetrics(t), "caddy_authkit_overloaded_total 1", "/metrics after an overload")
+	mustContain(t, scrape(t), "caddy_authkit_overloaded_total 1", "/metrics after an overload")
 
 	expect(t, <-slow, http.StatusOK, "")
-	mustContain(t, scrapeMetrics(t), "caddy_authkit_vendor_calls_in_flight 0", "/metrics after the call")
+	mustContain(t, scrape(t), "caddy_authkit_vendor_calls_in_flight 0", "/metrics after the call")
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)

@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"net/http"
 	"net/url"
@@ -29,7 +30,29 @@ func ownerCacheKey(id identity, kind byte, subject string) string {
 const (
 	ownsKey      byte = 'k' // the connection key is id's
 	resolvesName byte = 'n' // a keyless platform or id resolves to a key
+	generationOf byte = 'g' // the current generation of id's platform answers
 )
+
+// generation names the current set of id's connections; answers that a new
+// connection would change are cached under it. A lost generation is a new
+// random one, so a stale answer can never come back.
+func (a *AuthKit) generation(id identity) string {
+	key := ownerCacheKey(id, generationOf, "")
+	if g, ok := a.owners.get(key); ok {
+		return g
+	}
+	return a.renewGeneration(id)
+}
+
+// renewGeneration forgets id's platform answers in O(1): the token and
+// ticket routes call it, since the widget they open may connect an account.
+func (a *AuthKit) renewGeneration(id identity) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	g := string(b[:])
+	a.owners.add(ownerCacheKey(id, generationOf, ""), g)
+	return g
+}
 
 // forgetConnections drops every cached answer about id's connections.
 func (a *AuthKit) forgetConnections(id identity) {

@@ -106,6 +106,7 @@ func errTicketInvalid() *apiError {
 // authentication layer (same origin).
 func (a *AuthKit) serveTicket(w http.ResponseWriter, r *http.Request, id identity) error {
 	defer a.audit(r, newAudit(ticketRoute, id), nil)
+	a.renewGeneration(id) // the widget may connect another account
 	ticket, expires := a.tickets.mint(id)
 	body, _ := json.Marshal(map[string]string{"ticket": ticket, "expiresAt": expires.UTC().Format(time.RFC3339)})
 	a.writeJSON(w, r, ticketRoute, body)

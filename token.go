@@ -28,6 +28,7 @@ const (
 // pages), that page as the vendor sent it.
 func (a *AuthKit) serveToken(w http.ResponseWriter, r *http.Request, id identity) (err error) {
 	defer a.audit(r, newAudit(tokenRoute, id), &err)
+	a.renewGeneration(id) // the widget may connect another account
 	var page, limit string
 	q := r.URL.Query()
 	if q.Has("page") || q.Has("limit") {
