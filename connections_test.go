@@ -89,6 +89,10 @@ func TestConnectionsDropRowsOfOthersTheVendorReturns(t *testing.T) {
 			if len(rows) != 1 {
 				t.Fatalf("alice sees %d rows of a vendor returning everyone's: %s", len(rows), res.body)
 			}
+			// Nor how many connections the others have.
+			if total := res.json(t)["total"]; total != float64(1) {
+				t.Fatalf("total %v tells alice about everyone's connections", total)
+			}
 			row := rows[0].(map[string]any)
 			if row["id"] != g.alice.ID || row["platform"] != "gmail" || row["identity"] != "alice" {
 				t.Fatalf("alice sees %v", row)
