@@ -41,6 +41,9 @@ func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id id
 	if err != nil {
 		return err
 	}
+	if err := pinBody(r, call); err != nil {
+		return err
+	}
 	release, err := a.pica.acquire()
 	if err != nil {
 		return err
