@@ -1,9 +1,12 @@
 package caddyauthkit
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
@@ -192,4 +196,139 @@ func TestReloadUnderLoad(t *testing.T) {
 // logHash is how the module's logs name s under the test secret.
 func logHash(s string) string {
 	return (&AuthKit{logHashKey: deriveKey(testSecret, purposeLogHash)}).hash(s)
+}
+
+// startGatewayBehind is startGateway with front answering the vendor's
+// calls it wants to, and pica the others: a hostile vendor.
+func startGatewayBehind(t *testing.T, pica *sandbox.Server, front func(w http.ResponseWriter, r *http.Request) bool, global, options string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, pica: pica}
+	g.alice = pica.AddConnection("alice", "user", "gmail")
+	g.bob = pica.AddConnection("bob", "user", "slack")
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if front == nil || !front(w, r) {
+			pica.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	g.picaURL = upstream.URL
+	config := fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL, options)
+	config = strings.Replace(config, "\tdebug\n", "\tdebug\n"+global, 1)
+	g.tester = caddytest.NewTester(t)
+	g.tester.InitServer(config, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	pica.ResetRequests()
+	return g
+}
+
+// rawExchange writes raw bytes to addr and reads every response the server
+// gives until it closes the connection (or the safety deadline passes,
+// which fails the test).
+func rawExchange(t *testing.T, addr, raw string) []*http.Response {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	var out []*http.Response
+	for {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server kept the connection open after %d answers: %v", len(out), err)
+			}
+			return out
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		out = append(out, res)
+	}
+}
+
+// TestSmuggledRequestIsNeverServed: a request framed both by Content-Length
+// (as a proxy in front may read it) and by chunking (as Go reads it) carries
+// a second request with a spoofed identity header; Caddy closes the
+// connection after the first answer, so the second is never served.
+func TestSmuggledRequestIsNeverServed(t *testing.T) {
+	g := startGateway(t, nil, "")
+	smuggled := "GET /authkit/connections HTTP/1.1\r\nHost: localhost:9081\r\nX-Auth-User: bob\r\nX-Auth-Type: user\r\n\r\n"
+	for _, first := range []string{"/authkit/token", "/app", "/authkit/passthrough/x"} {
+		body := "0\r\n\r\n" + smuggled
+		raw := "POST " + first + " HTTP/1.1\r\nHost: localhost:9081\r\nX-Auth-User: alice\r\nX-Auth-Type: user\r\n" +
+			"X-Pica-Connection-Key: " + g.alice.Key + "\r\n" +
+			"Content-Length: " + fmt.Sprint(len(body)) + "\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+		answers := rawExchange(t, "127.0.0.1:9081", raw)
+		if len(answers) != 1 {
+			t.Fatalf("%s: %d answers on one connection; the smuggled request was served", first, len(answers))
+		}
+		if !answers[0].Close {
+			t.Errorf("%s: no Connection: close on a chunked request", first)
+		}
+	}
+	for _, r := range requestsTo(g.pica, "vault_list") {
+		if strings.Contains(r.RawQuery, "bob") {
+			t.Fatalf("the smuggled request listed bob's connections: %s", r.RawQuery)
+		}
+	}
+	// Without Transfer-Encoding, keep-alive is untouched.
+	answers := rawExchange(t, "127.0.0.1:9081", "GET /app HTTP/1.1\r\nHost: localhost:9081\r\n\r\nGET /app HTTP/1.1\r\nHost: localhost:9081\r\nConnection: close\r\n\r\n")
+	if len(answers) != 2 {
+		t.Fatalf("%d answers to two pipelined plain requests", len(answers))
+	}
+}
+
+// TestTricklingBodyIsCut: with the documented servers { timeouts { read_body } }
+// global option, a client that sends one byte of its body and stalls loses
+// the connection; nothing it sent is acted on.
+func TestTricklingBodyIsCut(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	g := startGatewayBehind(t, pica, nil, "\tservers {\n\t\ttimeouts {\n\t\t\tread_body 1s\n\t\t}\n\t}\n", "")
+	for _, body := range []string{"{", "\x89PNG"} {
+		start := time.Now()
+		raw := "POST /authkit/passthrough/x HTTP/1.1\r\nHost: localhost:9081\r\nX-Auth-User: alice\r\nX-Auth-Type: user\r\n" +
+			"X-Pica-Connection-Key: " + g.alice.Key + "\r\nContent-Length: 1000\r\n\r\n" + body
+		answers := rawExchange(t, "127.0.0.1:9081", raw)
+		if elapsed := time.Since(start); elapsed > 8*time.Second {
+			t.Fatalf("%q: the connection was held %v", body, elapsed)
+		}
+		if len(answers) != 1 || answers[0].StatusCode != http.StatusBadRequest {
+			t.Fatalf("%q: a trickled body was not answered 400 body_invalid once", body)
+		}
+	}
+	for _, r := range requestsTo(pica, "passthrough") {
+		if len(r.Body) == 1000 {
+			t.Fatal("a trickled body reached the vendor whole")
+		}
+	}
+	if n := len(requestsTo(pica, "passthrough")); n > 0 && strings.HasPrefix(string(requestsTo(pica, "passthrough")[0].Body), "{") {
+		t.Fatal("a JSON body that could not be checked was sent")
+	}
+}
+
+// TestCommaIdentityOwnsOnlyItsConnections: an LDAP-style identity with a
+// comma can use its own connection and not another's.
+func TestCommaIdentityOwnsOnlyItsConnections(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	carol := pica.AddConnection("uid=carol,ou=people", "user", "gmail")
+	g := startGatewayBehind(t, pica, nil, "", "")
+	as := func(key string) response {
+		return g.do(request{method: "GET", url: headerURL + "/authkit/passthrough/users/me", header: map[string]string{
+			"X-Auth-User": "uid=carol,ou=people", "X-Auth-Type": "user", "X-Pica-Connection-Key": key}})
+	}
+	expect(t, as(carol.Key), 200, "")
+	expect(t, as(g.bob.Key), 403, "connection_not_owned")
+	expect(t, as(g.alice.Key), 403, "connection_not_owned")
+	// A key that merely ends like carol's is not hers.
+	expect(t, as(strings.Replace(carol.Key, "gmail", "slack", 1)), 403, "")
+	if n := len(requestsTo(pica, "passthrough")); n != 1 {
+		t.Fatalf("%d passthrough calls, want carol's one", n)
+	}
 }
