@@ -66,7 +66,7 @@ func pinBody(r *http.Request, call *checkedCall) error {
 	if form {
 		err = checkForm(whole, call.connectionKey)
 	} else {
-		err = checkJSON(whole, call.connectionKey, 0)
+		err = checkJSON(bytes.TrimPrefix(bytes.TrimLeft(whole, " \t\r\n"), []byte("\xef\xbb\xbf")), call.connectionKey, 0)
 	}
 	if err != nil {
 		return err

@@ -223,10 +223,10 @@ func startGatewayBehind(t *testing.T, pica *sandbox.Server, front func(w http.Re
 	return g
 }
 
-// rawExchange writes raw bytes to addr and reads every response the server
-// gives until it closes the connection (or the safety deadline passes,
-// which fails the test).
-func rawExchange(t *testing.T, addr, raw string) []*http.Response {
+// rawExchange writes raw bytes to addr (then, with hangUp, closes its
+// sending side) and reads every response the server gives until it closes
+// the connection (or the safety deadline passes, which fails the test).
+func rawExchange(t *testing.T, addr, raw string, hangUp bool) []*http.Response {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -236,6 +236,9 @@ func rawExchange(t *testing.T, addr, raw string) []*http.Response {
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := conn.Write([]byte(raw)); err != nil {
 		t.Fatal(err)
+	}
+	if hangUp {
+		_ = conn.(*net.TCPConn).CloseWrite()
 	}
 	br := bufio.NewReader(conn)
 	var out []*http.Response
@@ -265,7 +268,7 @@ func TestSmuggledRequestIsNeverServed(t *testing.T) {
 		raw := "POST " + first + " HTTP/1.1\r\nHost: localhost:9081\r\nX-Auth-User: alice\r\nX-Auth-Type: user\r\n" +
 			"X-Pica-Connection-Key: " + g.alice.Key + "\r\n" +
 			"Content-Length: " + fmt.Sprint(len(body)) + "\r\nTransfer-Encoding: chunked\r\n\r\n" + body
-		answers := rawExchange(t, "127.0.0.1:9081", raw)
+		answers := rawExchange(t, "127.0.0.1:9081", raw, false)
 		if len(answers) != 1 {
 			t.Fatalf("%s: %d answers on one connection; the smuggled request was served", first, len(answers))
 		}
@@ -279,7 +282,7 @@ func TestSmuggledRequestIsNeverServed(t *testing.T) {
 		}
 	}
 	// Without Transfer-Encoding, keep-alive is untouched.
-	answers := rawExchange(t, "127.0.0.1:9081", "GET /app HTTP/1.1\r\nHost: localhost:9081\r\n\r\nGET /app HTTP/1.1\r\nHost: localhost:9081\r\nConnection: close\r\n\r\n")
+	answers := rawExchange(t, "127.0.0.1:9081", "GET /app HTTP/1.1\r\nHost: localhost:9081\r\n\r\nGET /app HTTP/1.1\r\nHost: localhost:9081\r\nConnection: close\r\n\r\n", false)
 	if len(answers) != 2 {
 		t.Fatalf("%d answers to two pipelined plain requests", len(answers))
 	}
@@ -295,7 +298,7 @@ func TestTricklingBodyIsCut(t *testing.T) {
 		start := time.Now()
 		raw := "POST /authkit/passthrough/x HTTP/1.1\r\nHost: localhost:9081\r\nX-Auth-User: alice\r\nX-Auth-Type: user\r\n" +
 			"X-Pica-Connection-Key: " + g.alice.Key + "\r\nContent-Length: 1000\r\n\r\n" + body
-		answers := rawExchange(t, "127.0.0.1:9081", raw)
+		answers := rawExchange(t, "127.0.0.1:9081", raw, false)
 		if elapsed := time.Since(start); elapsed > 8*time.Second {
 			t.Fatalf("%q: the connection was held %v", body, elapsed)
 		}
