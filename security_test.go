@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"bufio"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -333,5 +334,105 @@ func TestCommaIdentityOwnsOnlyItsConnections(t *testing.T) {
 	expect(t, as(strings.Replace(carol.Key, "gmail", "slack", 1)), 403, "")
 	if n := len(requestsTo(pica, "passthrough")); n != 1 {
 		t.Fatalf("%d passthrough calls, want carol's one", n)
+	}
+}
+
+// TestWhatIsCheckedIsWhatIsSent: however the client spells, repeats, folds
+// or hides the connection key and action id, the vendor gets exactly one
+// key header, the checked value, under the provider's name, and no secret
+// but the gateway's; and only access log lines may show the key.
+func TestWhatIsCheckedIsWhatIsSent(t *testing.T) {
+	g := startGateway(t, nil, "")
+	mine, foreign := g.alice.Key, g.bob.Key
+	auth := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("alice:alice")) + "\r\n"
+	send := func(headers string) int {
+		raw := "GET /authkit/passthrough/users/me HTTP/1.1\r\nHost: localhost:9080\r\nConnection: close\r\n" + auth + headers + "\r\n"
+		answers := rawExchange(t, "127.0.0.1:9080", raw, false)
+		if len(answers) != 1 {
+			t.Fatalf("%q: %d answers", headers, len(answers))
+		}
+		return answers[0].StatusCode
+	}
+	refused := []string{
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Connection-Key: " + foreign + "\r\n",
+		"x-pica-connection-key: " + mine + "\r\nX-PICA-CONNECTION-KEY: " + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-One-Connection-Key: " + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\n " + foreign + "\r\n", // obs-fold
+		"X-Pica-Connection-Key: " + mine + "," + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Action-Id: a\r\nX-Pica-Action-Id: b\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nConnection: X-Pica-Action-Id\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nConnection: keep-alive, x_pica_connection_key\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nConnection: X-One-Connection-Key\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Connection-Key: \r\n",
+	}
+	for _, headers := range refused {
+		if status := send(headers); status < 400 || status >= 500 {
+			t.Errorf("%q: %d, want refused", headers, status)
+		}
+	}
+	if n := len(requestsTo(g.pica, "passthrough")); n != 0 {
+		t.Fatalf("%d refused calls reached the vendor", n)
+	}
+	passed := []string{
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Connection-Key: " + mine + "\r\n",
+		"X-Pica-Connection-Key: \t " + mine + " \t\r\n",
+		"x_pica_connection_key: " + mine + "\r\nX-One-Connection-Key: " + mine + "\r\n",
+		"X-One-Connection-Key: " + mine + "\r\nX-One-Secret: sk_test_1_spoofed\r\nx_pica_secret: sk_test_1_spoofed\r\nX-Pica-Action-Id: act\r\n",
+	}
+	for _, headers := range passed {
+		if status := send(headers); status != 200 {
+			t.Errorf("%q: %d, want 200", headers, status)
+		}
+	}
+	// Caddy drops header names with underscores before any handler runs
+	// (unless a server lists them in expected_underscore_headers, when the
+	// gateway refuses them as ambiguous): they never reach the vendor.
+	for _, headers := range []string{
+		"X-Pica-Connection-Key: " + mine + "\r\nx_pica_connection_key: " + foreign + "\r\n",
+		"x-one-connection-key: " + mine + "\r\nx_one_connection_key: " + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Action-Id: act\r\nx_one_action_id: b\r\n",
+	} {
+		if status := send(headers); status != 200 && status != 400 {
+			t.Errorf("%q: %d, want 200 without it or 400", headers, status)
+		} else if status == 200 {
+			passed = append(passed, headers)
+		}
+	}
+	reqs := requestsTo(g.pica, "passthrough")
+	if len(reqs) != len(passed) {
+		t.Fatalf("%d calls reached the vendor, want %d", len(reqs), len(passed))
+	}
+	for _, r := range reqs {
+		var keys, secrets []string
+		for name, values := range r.Header {
+			n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+			if strings.Contains(n, "connection-key") {
+				if name != "X-Pica-Connection-Key" {
+					t.Errorf("the key went under %q", name)
+				}
+				keys = append(keys, values...)
+			}
+			if strings.Contains(n, "secret") {
+				secrets = append(secrets, values...)
+			}
+			if strings.HasPrefix(n, "x-one-") || strings.Contains(name, "_") {
+				t.Errorf("%s reached the Pica vendor", name)
+			}
+			if strings.Contains(n, "action-id") && (name != "X-Pica-Action-Id" || len(values) != 1 || values[0] != "act") {
+				t.Errorf("the vendor got action id %s: %q", name, values)
+			}
+		}
+		if len(keys) != 1 || keys[0] != mine {
+			t.Errorf("the vendor got key headers %q, want exactly the checked one", keys)
+		}
+		if len(secrets) != 1 || secrets[0] != testSecret {
+			t.Errorf("the vendor got secret headers %d times", len(secrets))
+		}
+	}
+	for _, line := range strings.Split(readLog(t), "\n") {
+		if !strings.Contains(line, `"http.log.access`) && (strings.Contains(line, mine) || strings.Contains(line, foreign)) {
+			t.Errorf("a connection key in a log line: %.300s", line)
+		}
 	}
 }
