@@ -436,3 +436,128 @@ func TestWhatIsCheckedIsWhatIsSent(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoHundredThatIsNotAnAnswerIs502: a vendor 2xx whose body is not what
+// the route needs is vendor_bad_response, on every route that reads one,
+// and is never cached: the next call, answered well, succeeds.
+func TestTwoHundredThatIsNotAnAnswerIs502(t *testing.T) {
+	var bad atomic.Value // the body the hostile vendor answers with; "" for the sandbox
+	bad.Store("")
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	front := func(w http.ResponseWriter, r *http.Request) bool {
+		body := bad.Load().(string)
+		if body == "" || r.URL.Path == "/v1/users/flags" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if body == "truncated" {
+			w.Header().Set("Content-Length", "100")
+			_, _ = io.WriteString(w, `{"rows":[{"id":1`)
+			return true
+		}
+		_, _ = io.WriteString(w, body)
+		return true
+	}
+	g := startGatewayBehind(t, pica, front, "", "")
+	routes := []struct{ method, path string }{
+		{"POST", "/authkit/token"},
+		{"POST", "/authkit/token?page=1&limit=10"},
+		{"GET", "/authkit/connectors"},
+		{"GET", "/authkit/connections"},
+	}
+	for _, body := range []string{
+		`{"error":"boom","code":500}`, `{}`, `[]`, `"a string"`, `null`, `{"rows":null}`, `{"rows":{}}`,
+		`{"rows":"x","pages":1}`, `{"rows":[1,2]`, "truncated", `<html>oops</html>`,
+	} {
+		for _, rt := range routes {
+			bad.Store(body)
+			res := g.as("alice", rt.method, rt.path, nil)
+			if res.StatusCode != http.StatusBadGateway || res.errorCode(t) != "vendor_bad_response" {
+				t.Errorf("%s %s with %q: %d %s, want 502 vendor_bad_response", rt.method, rt.path, body, res.StatusCode, res.body)
+			}
+			bad.Store("")
+			expect(t, g.as("alice", rt.method, rt.path, nil), 200, "")
+		}
+	}
+}
+
+// TestTokenFanOutIsBoundedAndStopsWithTheCaller: a vendor claiming 100,000
+// pages gets one call and a 502; a token whose pages hang stops calling the
+// vendor once its caller leaves; the next caller is served.
+func TestTokenFanOutIsBoundedAndStopsWithTheCaller(t *testing.T) {
+	var (
+		mode     atomic.Int32 // 0 sandbox, 1 huge page count, 2 100 pages that hang after page 1
+		calls    atomic.Int32
+		inFlight atomic.Int32
+		changed  = make(chan struct{}, 1024)
+		stop     = make(chan struct{})
+	)
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	front := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/v1/authkit" || mode.Load() == 0 {
+			return false
+		}
+		calls.Add(1)
+		page := r.URL.Query().Get("page")
+		w.Header().Set("Content-Type", "application/json")
+		if mode.Load() == 1 {
+			_, _ = io.WriteString(w, `{"rows":[],"page":1,"pages":100000,"total":0,"requestId":1}`)
+			return true
+		}
+		if page == "1" || page == "" {
+			_, _ = io.WriteString(w, `{"rows":[],"page":1,"pages":100,"total":0,"requestId":1}`)
+			return true
+		}
+		inFlight.Add(1)
+		changed <- struct{}{}
+		select { // hangs until the gateway gives up on it
+		case <-r.Context().Done():
+		case <-stop:
+		}
+		inFlight.Add(-1)
+		changed <- struct{}{}
+		return true
+	}
+	g := startGatewayBehind(t, pica, front, "", "")
+	t.Cleanup(func() { close(stop) })
+
+	mode.Store(1)
+	res := g.as("alice", "POST", "/authkit/token", nil)
+	expect(t, res, http.StatusBadGateway, "")
+	if n := calls.Load(); n > 1 {
+		t.Fatalf("%d vendor calls for a 100,000-page token", n)
+	}
+
+	mode.Store(2)
+	calls.Store(0)
+	// The caller sends its request and hangs up, as a closed tab does.
+	conn, err := net.Dial("tcp", "127.0.0.1:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "POST /authkit/token HTTP/1.1\r\nHost: localhost:9080\r\nContent-Length: 0\r\n"+
+		"Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte("alice:alice"))+"\r\n\r\n")
+	deadline := time.After(10 * time.Second)
+	wait := func(until func() bool, what string) {
+		for !until() {
+			select {
+			case <-changed:
+			case <-deadline:
+				t.Fatalf("waiting for %s: %d in flight, %d calls", what, inFlight.Load(), calls.Load())
+			}
+		}
+	}
+	wait(func() bool { return inFlight.Load() >= pageWorkers }, "the page workers to be busy")
+	conn.Close()
+	wait(func() bool { return inFlight.Load() == 0 }, "the hanging pages to be given up")
+	if n := calls.Load(); n > 1+pageWorkers {
+		t.Fatalf("%d vendor calls after the caller left; at most %d were in flight", n, 1+pageWorkers)
+	}
+
+	mode.Store(0)
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
+	if n := calls.Load(); n > 1+pageWorkers {
+		t.Fatalf("the abandoned token kept calling: %d calls", n)
+	}
+}
