@@ -4,7 +4,10 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // passthroughBase is where every passthrough call must stay.
@@ -12,8 +15,10 @@ const passthroughBase = "/v1/passthrough/"
 
 // confinePath turns the escaped path after {prefix}/passthrough/ into the
 // decoded upstream path, refusing anything that could leave /v1/passthrough/:
-// dot segments (also "..;" and fullwidth dots), backslashes, and escapes of
-// dots, slashes, backslashes, percent signs (double encoding) and controls.
+// dot segments (also "..;", and dots hidden by combining marks or invisible
+// characters), backslashes, escapes of dots, slashes, backslashes, percent
+// signs (double encoding) and controls, and any non-ASCII character whose
+// NFKC form holds a separator (fullwidth solidus, two-dot leader, ...).
 func confinePath(rest string) (string, error) {
 	refuse := func(why string) (string, error) {
 		return "", newError(http.StatusBadRequest, "path_invalid", "the passthrough path "+why)
@@ -47,12 +52,14 @@ func confinePath(rest string) (string, error) {
 	if !utf8.ValidString(decoded.String()) {
 		return refuse("is not UTF-8") // overlong encodings of dots among them
 	}
+	for _, r := range decoded.String() {
+		if r >= utf8.RuneSelf && lookalike(r) {
+			return refuse("contains a character that a server may read as a dot, slash, backslash, percent sign, semicolon, question mark or hash")
+		}
+	}
 	for segment := range strings.SplitSeq(decoded.String(), "/") {
 		segment, _, _ = strings.Cut(segment, ";")
-		if strings.ContainsAny(segment, "\uff0e\u2024\ufe52") {
-			segment = lookalikeDots.Replace(segment)
-		}
-		if segment == "." || segment == ".." {
+		if segment = invisibleFree(segment); segment == "." || segment == ".." {
 			return refuse("contains a dot segment")
 		}
 	}
@@ -63,9 +70,38 @@ func confinePath(rest string) (string, error) {
 	return upstream, nil
 }
 
-// lookalikeDots are characters some servers fold into "." (fullwidth,
-// one-dot leader, small full stop).
-var lookalikeDots = strings.NewReplacer("\uff0e", ".", "\u2024", ".", "\ufe52", ".")
+// lookalike: r is not ASCII but folds (NFKC, or the ideographic full stops
+// that IDNA maps to '.') into a character that separates or escapes paths.
+func lookalike(r rune) bool {
+	switch r {
+	case '\u3002', '\uff61', '\ufe12':
+		return true
+	}
+	return strings.ContainsAny(norm.NFKC.String(string(r)), `./\%;?#`)
+}
+
+// invisibleFree drops combining marks and format characters, which some
+// servers strip, so "." followed by U+0301 or U+200B counts as a dot.
+func invisibleFree(segment string) string {
+	if isASCII(segment) {
+		return segment
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) || unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) {
+			return -1
+		}
+		return r
+	}, norm.NFKC.String(segment))
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'

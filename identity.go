@@ -93,3 +93,17 @@ func headerOfPlaceholder(placeholder string) string {
 	}
 	return ""
 }
+
+// closeAfterChunked asks Go's server to close the connection after answering
+// an HTTP/1.x request framed by Transfer-Encoding. Go frames a request with
+// both Content-Length and Transfer-Encoding by the latter and drops the
+// former before any handler sees it, so a proxy in front that framed it by
+// Content-Length may have sent more: a smuggled request whose identity
+// header the proxy never checked. Closing means nothing after this body is
+// ever read on this connection. Go does not tell handlers the request's
+// Transfer-Encoding; on HTTP/1.x an unknown length (-1) means chunked.
+func closeAfterChunked(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && (r.ContentLength < 0 || len(r.TransferEncoding) > 0) {
+		w.Header().Set("Connection", "close")
+	}
+}

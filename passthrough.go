@@ -45,6 +45,9 @@ func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id id
 		return err
 	}
 	rec.platform, rec.connectionID, rec.path = call.platform, call.connectionID, upstreamPath
+	if err := pinBody(r, call); err != nil {
+		return err
+	}
 	release, err := a.pica.acquire()
 	if err != nil {
 		return err
@@ -62,9 +65,15 @@ func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id id
 
 	tw := &trackingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err = a.proxy.ServeHTTP(tw, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
-	if err != nil && !tw.wrote {
+	if !tw.wrote && (err != nil || tw.canceled) {
 		if body.failed() {
+			// Go cancels the request when its body breaks, and may keep
+			// the connection: what follows on it is not a request.
+			w.Header().Set("Connection", "close")
 			return errBodyInvalid()
+		}
+		if err == nil {
+			return errClientGone
 		}
 		return err
 	}
@@ -242,12 +251,19 @@ func errBodyInvalid() *apiError {
 // before the response started can still be answered in the envelope.
 type trackingWriter struct {
 	*caddyhttp.ResponseWriterWrapper
-	wrote  bool
-	status int
-	bytes  int64
+	wrote    bool
+	canceled bool
+	status   int
+	bytes    int64
 }
 
 func (w *trackingWriter) WriteHeader(status int) {
+	if status == 499 && !w.wrote {
+		// Caddy's proxy writes 499 when the request was cancelled, also
+		// when the client's body broke: servePassthrough answers instead.
+		w.canceled = true
+		return
+	}
 	if status >= 200 {
 		w.wrote, w.status = true, status
 	}

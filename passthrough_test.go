@@ -11,14 +11,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
@@ -365,30 +362,106 @@ func sha(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// TestPassthroughToHTTPSPicaNamesPicasHost: against an HTTPS API (as
-// api.picaos.com is), the upstream request is addressed to Pica's host, not
-// the app's, and carries the secret.
-func TestPassthroughToHTTPSPicaNamesPicasHost(t *testing.T) {
-	pica := sandbox.New(sandbox.Options{Secret: testSecret})
-	alice := pica.AddConnection("alice", "user", "gmail")
-	upstream := httptest.NewTLSServer(pica)
-	defer upstream.Close()
-	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL,
-		"ownership off\n\t\tproxy {\n\t\t\ttransport http {\n\t\t\t\ttls_insecure_skip_verify\n\t\t\t}\n\t\t}"), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
+func TestPassthroughBodyNamesOnlyTheCheckedKey(t *testing.T) {
+	g := startGateway(t, nil, "")
+	mine, foreign := g.alice.Key, g.bob.Key
+	call := func(body, contentType string, extra map[string]string) response {
+		h := map[string]string{"X-Pica-Connection-Key": mine, "Content-Type": contentType}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return g.do(request{method: "POST", url: appURL + "/authkit/passthrough/actions/run", user: "alice", body: []byte(body), header: h})
 	}
-	g := &gateway{t: t, tester: tester, pica: pica}
-	expect(t, g.as("alice", "GET", "/authkit/passthrough/users/me", map[string]string{"X-Pica-Connection-Key": alice.Key}), 200, "")
-	reqs := requestsTo(pica, "passthrough")
-	if len(reqs) != 1 {
-		t.Fatalf("%d passthrough calls", len(reqs))
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	for _, attack := range []struct{ body, contentType, code string }{
+		{`{"connectionKey":` + q(foreign) + `}`, "application/json", "connection_not_owned"},
+		{`{"input":{"connectionKey":` + q(foreign) + `}}`, "application/json", "connection_not_owned"},
+		{`{"connection\u004bey":` + q(foreign) + `}`, "application/json", "connection_not_owned"},
+		{`{"connectionKey":` + q(mine) + `,"connectionKey":` + q(foreign) + `}`, "application/json", "connection_not_owned"},
+		{`{"connectionKey":` + q(mine) + `,"connectionKey":` + q(mine) + `}`, "application/json", "body_ambiguous"},
+		{`{"ConnectionKey":` + q(foreign) + `}`, "application/json", "connection_not_owned"},
+		{`{"connection_key":` + q(foreign) + `}`, "application/json", "connection_not_owned"},
+		{`{"CONNECTION-KEY":` + q(foreign) + `}`, "application/json", "connection_not_owned"},
+		{`{"connectionＫey":` + q(foreign) + `}`, "application/json", "connection_not_owned"},
+		{`{"connection\u212aey":` + q(foreign) + `}`, "application/json", "connection_not_owned"}, // Kelvin sign
+		{`[{"a":1},{"items":[{"connectionKey":` + q(foreign) + `}]}]`, "application/json", "connection_not_owned"},
+		{`{"connectionKey":{"value":` + q(foreign) + `}}`, "application/json", "connection_not_owned"},
+		{`{"connectionKey":null}`, "application/json", "connection_not_owned"},
+		{"\ufeff \n\t{\"connectionKey\":" + q(foreign) + `}`, "text/plain", "connection_not_owned"},
+		{`{"connectionKey":` + q(foreign) + `}`, "application/octet-stream", "connection_not_owned"},
+		{`{"a":1}` + "\n" + `{"connectionKey":` + q(foreign) + `}`, "application/x-ndjson", "connection_not_owned"},
+		{`{"body":"{\"connectionKey\":\"` + foreign + `\"}"}`, "application/json", "connection_not_owned"},
+		{`{"connectionKey":` + q(foreign) + `,}`, "application/json", "connection_not_owned"},
+		{`{"connectionKey":` + q(foreign), "application/json", "connection_not_owned"},
+		{`{"a":1,}`, "application/json", "body_invalid"},
+		{`{"a":[1,2}`, "text/plain", "body_invalid"},
+		{"connectionKey=" + url.QueryEscape(foreign), "application/x-www-form-urlencoded", "connection_not_owned"},
+		{"input%5BconnectionKey%5D=" + url.QueryEscape(foreign), "application/x-www-form-urlencoded", "connection_not_owned"},
+	} {
+		res := call(attack.body, attack.contentType, nil)
+		if res.StatusCode < 400 || res.StatusCode >= 500 || res.errorCode(t) != attack.code {
+			t.Errorf("%s %q: %d %s, want %s", attack.contentType, attack.body, res.StatusCode, res.body, attack.code)
+		}
 	}
-	if want := strings.TrimPrefix(upstream.URL, "https://"); reqs[0].Host != want {
-		t.Fatalf("Host %q reached Pica, want %q", reqs[0].Host, want)
+	if n := len(requestsTo(g.pica, "passthrough")); n != 0 {
+		t.Fatalf("%d refused bodies reached the vendor", n)
 	}
-	if reqs[0].Header.Get("X-Pica-Secret") != testSecret {
-		t.Fatal("no secret over TLS")
+
+	// Encodings the check cannot read are refused, not sent unchecked.
+	res := call(`{"connectionKey":`+q(foreign)+`}`, "application/json", map[string]string{"Content-Encoding": "gzip"})
+	expect(t, res, http.StatusUnsupportedMediaType, "body_encoding_unsupported")
+	res = call(`{"connectionKey":`+q(foreign)+`}`, "application/json; charset=utf-16", nil)
+	expect(t, res, http.StatusUnsupportedMediaType, "body_encoding_unsupported")
+	big := `{"pad":"` + strings.Repeat("x", maxInspectedBody) + `","connectionKey":` + q(foreign) + `}`
+	expect(t, call(big, "application/json", nil), http.StatusRequestEntityTooLarge, "body_too_large")
+	if n := len(requestsTo(g.pica, "passthrough")); n != 0 {
+		t.Fatalf("%d unreadable bodies reached the vendor", n)
+	}
+
+	// The owner's own key, and bodies that name none, go through unchanged.
+	for _, ok := range []struct{ body, contentType string }{
+		{`{"connectionKey":` + q(mine) + `,"input":{"connectionKey":` + q(mine) + `}}`, "application/json"},
+		{`{"to":"x@example.com","note":"connectionKey"}`, "application/json"},
+		{"\x89PNG\r\n{\"connectionKey\":" + q(foreign) + "}", "image/png"},
+		{"connectionKey=" + url.QueryEscape(mine) + "&x=1", "application/x-www-form-urlencoded"},
+	} {
+		res := call(ok.body, ok.contentType, nil)
+		expect(t, res, 200, "")
+		if e := res.echo(t); e.BodySha256 != sha([]byte(ok.body)) {
+			t.Errorf("%q changed on the way", ok.body)
+		}
+	}
+}
+
+// TestPassthroughChunkedBodyIsChecked: a chunked JSON body, sent as raw
+// bytes, is checked like any other; a broken chunked body is the caller's
+// 400 and nothing reaches the vendor.
+func TestPassthroughChunkedBodyIsChecked(t *testing.T) {
+	g := startGateway(t, nil, "")
+	head := "POST /authkit/passthrough/actions/run HTTP/1.1\r\nHost: localhost:9080\r\n" +
+		"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("alice:alice")) + "\r\n" +
+		"X-Pica-Connection-Key: " + g.alice.Key + "\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
+	foreign := chunk(`{"input":`) + chunk(`{"connectionKey":"`+g.bob.Key+`"}}`) + "0\r\n\r\n"
+	answers := rawExchange(t, "127.0.0.1:9080", head+foreign, false)
+	if len(answers) != 1 || answers[0].StatusCode != http.StatusForbidden {
+		t.Fatalf("a chunked body naming bob's key was not refused: %d answers", len(answers))
+	}
+	for _, broken := range []string{
+		chunk(`{"a":`) + "zz\r\nxx",         // a chunk size that is not hex
+		chunk(`{"a":`) + "10\r\nshort",      // the connection closes mid-chunk
+		"\x89PNG" + strings.Repeat("x", 10), // binary, then a broken framing
+	} {
+		answers := rawExchange(t, "127.0.0.1:9080", head+broken, true)
+		for _, res := range answers {
+			if res.StatusCode != http.StatusBadRequest {
+				t.Errorf("%q: answered %d, want 400", broken, res.StatusCode)
+			}
+		}
+	}
+	for _, r := range requestsTo(g.pica, "passthrough") {
+		if strings.Contains(string(r.Body), "connectionKey") {
+			t.Fatalf("a refused body reached the vendor: %q", r.Body)
+		}
 	}
 }

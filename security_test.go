@@ -1,10 +1,15 @@
 package caddyauthkit
 
 import (
+	"bufio"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
@@ -192,4 +198,377 @@ func TestReloadUnderLoad(t *testing.T) {
 // logHash is how the module's logs name s under the test secret.
 func logHash(s string) string {
 	return (&AuthKit{logHashKey: deriveKey(testSecret, purposeLogHash)}).hash(s)
+}
+
+// startGatewayBehind is startGateway with front answering the vendor's
+// calls it wants to, and pica the others: a hostile vendor.
+func startGatewayBehind(t *testing.T, pica *sandbox.Server, front func(w http.ResponseWriter, r *http.Request) bool, global, options string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, pica: pica}
+	g.alice = pica.AddConnection("alice", "user", "gmail")
+	g.bob = pica.AddConnection("bob", "user", "slack")
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if front == nil || !front(w, r) {
+			pica.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	g.picaURL = upstream.URL
+	config := fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL, options)
+	config = strings.Replace(config, "\tdebug\n", "\tdebug\n"+global, 1)
+	g.tester = caddytest.NewTester(t)
+	g.tester.InitServer(config, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	pica.ResetRequests()
+	return g
+}
+
+// rawExchange writes raw bytes to addr (then, with hangUp, closes its
+// sending side) and reads every response the server gives until it closes
+// the connection (or the safety deadline passes, which fails the test).
+func rawExchange(t *testing.T, addr, raw string, hangUp bool) []*http.Response {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if hangUp {
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}
+	br := bufio.NewReader(conn)
+	var out []*http.Response
+	for {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server kept the connection open after %d answers: %v", len(out), err)
+			}
+			return out
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		out = append(out, res)
+	}
+}
+
+// TestSmuggledRequestIsNeverServed: a request framed both by Content-Length
+// (as a proxy in front may read it) and by chunking (as Go reads it) carries
+// a second request with a spoofed identity header; Caddy closes the
+// connection after the first answer, so the second is never served.
+func TestSmuggledRequestIsNeverServed(t *testing.T) {
+	g := startGateway(t, nil, "")
+	smuggled := "GET /authkit/connections HTTP/1.1\r\nHost: localhost:9081\r\nX-Auth-User: bob\r\nX-Auth-Type: user\r\n\r\n"
+	for _, first := range []string{"/authkit/token", "/app", "/authkit/passthrough/x"} {
+		body := "0\r\n\r\n" + smuggled
+		raw := "POST " + first + " HTTP/1.1\r\nHost: localhost:9081\r\nX-Auth-User: alice\r\nX-Auth-Type: user\r\n" +
+			"X-Pica-Connection-Key: " + g.alice.Key + "\r\n" +
+			"Content-Length: " + fmt.Sprint(len(body)) + "\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+		answers := rawExchange(t, "127.0.0.1:9081", raw, false)
+		if len(answers) != 1 {
+			t.Fatalf("%s: %d answers on one connection; the smuggled request was served", first, len(answers))
+		}
+		if !answers[0].Close {
+			t.Errorf("%s: no Connection: close on a chunked request", first)
+		}
+	}
+	for _, r := range requestsTo(g.pica, "vault_list") {
+		if strings.Contains(r.RawQuery, "bob") {
+			t.Fatalf("the smuggled request listed bob's connections: %s", r.RawQuery)
+		}
+	}
+	// Without Transfer-Encoding, keep-alive is untouched.
+	answers := rawExchange(t, "127.0.0.1:9081", "GET /app HTTP/1.1\r\nHost: localhost:9081\r\n\r\nGET /app HTTP/1.1\r\nHost: localhost:9081\r\nConnection: close\r\n\r\n", false)
+	if len(answers) != 2 {
+		t.Fatalf("%d answers to two pipelined plain requests", len(answers))
+	}
+}
+
+// TestTricklingBodyIsCut: with the documented servers { timeouts { read_body } }
+// global option, a client that sends one byte of its body and stalls loses
+// the connection; nothing it sent is acted on.
+func TestTricklingBodyIsCut(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	g := startGatewayBehind(t, pica, nil, "\tservers {\n\t\ttimeouts {\n\t\t\tread_body 1s\n\t\t}\n\t}\n", "")
+	for _, body := range []string{"{", "\x89PNG"} {
+		start := time.Now()
+		raw := "POST /authkit/passthrough/x HTTP/1.1\r\nHost: localhost:9081\r\nX-Auth-User: alice\r\nX-Auth-Type: user\r\n" +
+			"X-Pica-Connection-Key: " + g.alice.Key + "\r\nContent-Length: 1000\r\n\r\n" + body
+		answers := rawExchange(t, "127.0.0.1:9081", raw, false)
+		if elapsed := time.Since(start); elapsed > 8*time.Second {
+			t.Fatalf("%q: the connection was held %v", body, elapsed)
+		}
+		if len(answers) != 1 || answers[0].StatusCode != http.StatusBadRequest {
+			t.Fatalf("%q: a trickled body was not answered 400 body_invalid once", body)
+		}
+	}
+	for _, r := range requestsTo(pica, "passthrough") {
+		if len(r.Body) == 1000 {
+			t.Fatal("a trickled body reached the vendor whole")
+		}
+	}
+	if n := len(requestsTo(pica, "passthrough")); n > 0 && strings.HasPrefix(string(requestsTo(pica, "passthrough")[0].Body), "{") {
+		t.Fatal("a JSON body that could not be checked was sent")
+	}
+}
+
+// TestCommaIdentityOwnsOnlyItsConnections: an LDAP-style identity with a
+// comma can use its own connection and not another's.
+func TestCommaIdentityOwnsOnlyItsConnections(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	carol := pica.AddConnection("uid=carol,ou=people", "user", "gmail")
+	g := startGatewayBehind(t, pica, nil, "", "")
+	as := func(key string) response {
+		return g.do(request{method: "GET", url: headerURL + "/authkit/passthrough/users/me", header: map[string]string{
+			"X-Auth-User": "uid=carol,ou=people", "X-Auth-Type": "user", "X-Pica-Connection-Key": key}})
+	}
+	expect(t, as(carol.Key), 200, "")
+	expect(t, as(g.bob.Key), 403, "connection_not_owned")
+	expect(t, as(g.alice.Key), 403, "connection_not_owned")
+	// A key that merely ends like carol's is not hers.
+	expect(t, as(strings.Replace(carol.Key, "gmail", "slack", 1)), 403, "")
+	if n := len(requestsTo(pica, "passthrough")); n != 1 {
+		t.Fatalf("%d passthrough calls, want carol's one", n)
+	}
+}
+
+// TestWhatIsCheckedIsWhatIsSent: however the client spells, repeats, folds
+// or hides the connection key and action id, the vendor gets exactly one
+// key header, the checked value, under the provider's name, and no secret
+// but the gateway's; and only access log lines may show the key.
+func TestWhatIsCheckedIsWhatIsSent(t *testing.T) {
+	g := startGateway(t, nil, "")
+	mine, foreign := g.alice.Key, g.bob.Key
+	auth := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("alice:alice")) + "\r\n"
+	send := func(headers string) int {
+		raw := "GET /authkit/passthrough/users/me HTTP/1.1\r\nHost: localhost:9080\r\nConnection: close\r\n" + auth + headers + "\r\n"
+		answers := rawExchange(t, "127.0.0.1:9080", raw, false)
+		if len(answers) != 1 {
+			t.Fatalf("%q: %d answers", headers, len(answers))
+		}
+		return answers[0].StatusCode
+	}
+	refused := []string{
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Connection-Key: " + foreign + "\r\n",
+		"x-pica-connection-key: " + mine + "\r\nX-PICA-CONNECTION-KEY: " + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-One-Connection-Key: " + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\n " + foreign + "\r\n", // obs-fold
+		"X-Pica-Connection-Key: " + mine + "," + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Action-Id: a\r\nX-Pica-Action-Id: b\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nConnection: X-Pica-Action-Id\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nConnection: keep-alive, x_pica_connection_key\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nConnection: X-One-Connection-Key\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Connection-Key: \r\n",
+	}
+	for _, headers := range refused {
+		if status := send(headers); status < 400 || status >= 500 {
+			t.Errorf("%q: %d, want refused", headers, status)
+		}
+	}
+	if n := len(requestsTo(g.pica, "passthrough")); n != 0 {
+		t.Fatalf("%d refused calls reached the vendor", n)
+	}
+	passed := []string{
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Connection-Key: " + mine + "\r\n",
+		"X-Pica-Connection-Key: \t " + mine + " \t\r\n",
+		"x_pica_connection_key: " + mine + "\r\nX-One-Connection-Key: " + mine + "\r\n",
+		"X-One-Connection-Key: " + mine + "\r\nX-One-Secret: sk_test_1_spoofed\r\nx_pica_secret: sk_test_1_spoofed\r\nX-Pica-Action-Id: act\r\n",
+	}
+	for _, headers := range passed {
+		if status := send(headers); status != 200 {
+			t.Errorf("%q: %d, want 200", headers, status)
+		}
+	}
+	// Caddy drops header names with underscores before any handler runs
+	// (unless a server lists them in expected_underscore_headers, when the
+	// gateway refuses them as ambiguous): they never reach the vendor.
+	for _, headers := range []string{
+		"X-Pica-Connection-Key: " + mine + "\r\nx_pica_connection_key: " + foreign + "\r\n",
+		"x-one-connection-key: " + mine + "\r\nx_one_connection_key: " + foreign + "\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Action-Id: act\r\nx_one_action_id: b\r\n",
+	} {
+		if status := send(headers); status != 200 && status != 400 {
+			t.Errorf("%q: %d, want 200 without it or 400", headers, status)
+		} else if status == 200 {
+			passed = append(passed, headers)
+		}
+	}
+	reqs := requestsTo(g.pica, "passthrough")
+	if len(reqs) != len(passed) {
+		t.Fatalf("%d calls reached the vendor, want %d", len(reqs), len(passed))
+	}
+	for _, r := range reqs {
+		var keys, secrets []string
+		for name, values := range r.Header {
+			n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+			if strings.Contains(n, "connection-key") {
+				if name != "X-Pica-Connection-Key" {
+					t.Errorf("the key went under %q", name)
+				}
+				keys = append(keys, values...)
+			}
+			if strings.Contains(n, "secret") {
+				secrets = append(secrets, values...)
+			}
+			if strings.HasPrefix(n, "x-one-") || strings.Contains(name, "_") {
+				t.Errorf("%s reached the Pica vendor", name)
+			}
+			if strings.Contains(n, "action-id") && (name != "X-Pica-Action-Id" || len(values) != 1 || values[0] != "act") {
+				t.Errorf("the vendor got action id %s: %q", name, values)
+			}
+		}
+		if len(keys) != 1 || keys[0] != mine {
+			t.Errorf("the vendor got key headers %q, want exactly the checked one", keys)
+		}
+		if len(secrets) != 1 || secrets[0] != testSecret {
+			t.Errorf("the vendor got secret headers %d times", len(secrets))
+		}
+	}
+	for _, line := range strings.Split(readLog(t), "\n") {
+		if !strings.Contains(line, `"http.log.access`) && (strings.Contains(line, mine) || strings.Contains(line, foreign)) {
+			t.Errorf("a connection key in a log line: %.300s", line)
+		}
+	}
+}
+
+// TestTwoHundredThatIsNotAnAnswerIs502: a vendor 2xx whose body is not what
+// the route needs is vendor_bad_response, on every route that reads one,
+// and is never cached: the next call, answered well, succeeds.
+func TestTwoHundredThatIsNotAnAnswerIs502(t *testing.T) {
+	var bad atomic.Value // the body the hostile vendor answers with; "" for the sandbox
+	bad.Store("")
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	front := func(w http.ResponseWriter, r *http.Request) bool {
+		body := bad.Load().(string)
+		if body == "" || r.URL.Path == "/v1/users/flags" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if body == "truncated" {
+			w.Header().Set("Content-Length", "100")
+			_, _ = io.WriteString(w, `{"rows":[{"id":1`)
+			return true
+		}
+		_, _ = io.WriteString(w, body)
+		return true
+	}
+	g := startGatewayBehind(t, pica, front, "", "")
+	routes := []struct{ method, path string }{
+		{"POST", "/authkit/token"},
+		{"POST", "/authkit/token?page=1&limit=10"},
+		{"GET", "/authkit/connectors"},
+		{"GET", "/authkit/connections"},
+	}
+	for i, body := range []string{
+		`{"error":"boom","code":500}`, `{}`, `[]`, `"a string"`, `null`, `{"rows":null}`, `{"rows":{}}`,
+		`{"rows":"x","pages":1}`, `{"rows":[1,2]`, "truncated", `<html>oops</html>`,
+	} {
+		// Connectors are cached by query: a fresh one makes the call.
+		routes[2].path = "/authkit/connectors?limit=" + strconv.Itoa(10+i)
+		for _, rt := range routes {
+			bad.Store(body)
+			res := g.as("alice", rt.method, rt.path, nil)
+			want := "vendor_bad_response"
+			if body == "truncated" {
+				// The body breaks off: the client reports it as a transport
+				// failure (pica.go), still a 502 and never cached.
+				want = "vendor_unreachable"
+			}
+			if res.StatusCode != http.StatusBadGateway || (res.errorCode(t) != want && res.errorCode(t) != "vendor_bad_response") {
+				t.Errorf("%s %s with %q: %d %s, want 502 vendor_bad_response", rt.method, rt.path, body, res.StatusCode, res.body)
+			}
+			bad.Store("")
+			expect(t, g.as("alice", rt.method, rt.path, nil), 200, "")
+		}
+	}
+}
+
+// TestTokenFanOutIsBoundedAndStopsWithTheCaller: a vendor claiming 100,000
+// pages gets one call and a 502; a token whose pages hang stops calling the
+// vendor once its caller leaves; the next caller is served.
+func TestTokenFanOutIsBoundedAndStopsWithTheCaller(t *testing.T) {
+	var (
+		mode     atomic.Int32 // 0 sandbox, 1 huge page count, 2 100 pages that hang after page 1
+		calls    atomic.Int32
+		inFlight atomic.Int32
+		changed  = make(chan struct{}, 1024)
+		stop     = make(chan struct{})
+	)
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	front := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/v1/authkit" || mode.Load() == 0 {
+			return false
+		}
+		calls.Add(1)
+		page := r.URL.Query().Get("page")
+		w.Header().Set("Content-Type", "application/json")
+		if mode.Load() == 1 {
+			_, _ = io.WriteString(w, `{"rows":[],"page":1,"pages":100000,"total":0,"requestId":1}`)
+			return true
+		}
+		if page == "1" || page == "" {
+			_, _ = io.WriteString(w, `{"rows":[],"page":1,"pages":100,"total":0,"requestId":1}`)
+			return true
+		}
+		// Read the body: only then does Go's server notice a closed connection.
+		_, _ = io.Copy(io.Discard, r.Body)
+		inFlight.Add(1)
+		changed <- struct{}{}
+		select { // hangs until the gateway gives up on it
+		case <-r.Context().Done():
+		case <-stop:
+		}
+		inFlight.Add(-1)
+		changed <- struct{}{}
+		return true
+	}
+	g := startGatewayBehind(t, pica, front, "", "")
+	t.Cleanup(func() { close(stop) })
+
+	mode.Store(1)
+	res := g.as("alice", "POST", "/authkit/token", nil)
+	expect(t, res, http.StatusBadGateway, "")
+	if n := calls.Load(); n > 1 {
+		t.Fatalf("%d vendor calls for a 100,000-page token", n)
+	}
+
+	mode.Store(2)
+	calls.Store(0)
+	// The caller sends its request and hangs up, as a closed tab does.
+	conn, err := net.Dial("tcp", "127.0.0.1:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "POST /authkit/token HTTP/1.1\r\nHost: localhost:9080\r\nContent-Length: 0\r\n"+
+		"Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte("alice:alice"))+"\r\n\r\n")
+	deadline := time.After(10 * time.Second)
+	wait := func(until func() bool, what string) {
+		for !until() {
+			select {
+			case <-changed:
+			case <-deadline:
+				t.Fatalf("waiting for %s: %d in flight, %d calls", what, inFlight.Load(), calls.Load())
+			}
+		}
+	}
+	wait(func() bool { return inFlight.Load() >= pageWorkers }, "the page workers to be busy")
+	conn.Close()
+	wait(func() bool { return inFlight.Load() == 0 }, "the hanging pages to be given up")
+	if n := calls.Load(); n > 1+pageWorkers {
+		t.Fatalf("%d vendor calls after the caller left; at most %d were in flight", n, 1+pageWorkers)
+	}
+
+	mode.Store(0)
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
+	if n := calls.Load(); n > 1+pageWorkers {
+		t.Fatalf("the abandoned token kept calling: %d calls", n)
+	}
 }
