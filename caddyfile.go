@@ -203,59 +203,47 @@ func listArgs(d *caddyfile.Dispenser, dst *[]string, check func(string) error) e
 
 // onOff reads on or off; on is the default, kept as nil.
 func onOff(d *caddyfile.Dispenser) (*bool, error) {
-	option := d.Val()
-	var value string
-	if !d.AllArgs(&value) {
-		return nil, d.ArgErr()
-	}
-	switch value {
-	case "on":
-		return nil, nil
-	case "off":
-		return new(bool), nil
-	}
-	return nil, d.Errf("%s must be on or off, not %q", option, value)
+	var on *bool
+	err := parsedArg(d, &on, "on or off", func(v string) (*bool, bool) {
+		return map[string]*bool{"on": nil, "off": new(bool)}[v], v == "on" || v == "off"
+	})
+	return on, err
 }
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	option := d.Val()
-	var value string
-	if !d.AllArgs(&value) {
-		return d.ArgErr()
-	}
-	dur, err := caddy.ParseDuration(value)
-	if err != nil || dur <= 0 {
-		return d.Errf("%s: invalid duration %q", option, value)
-	}
-	*dst = caddy.Duration(dur)
-	return nil
+	return parsedArg(d, dst, "a positive duration such as 10s", func(v string) (caddy.Duration, bool) {
+		dur, err := caddy.ParseDuration(v)
+		return caddy.Duration(dur), err == nil && dur > 0
+	})
 }
 
 func countArg(d *caddyfile.Dispenser, dst *int) error {
-	option := d.Val()
-	var value string
-	if !d.AllArgs(&value) {
-		return d.ArgErr()
-	}
-	n, err := strconv.Atoi(value)
-	if err != nil || n < 1 {
-		return d.Errf("%s must be a positive whole number, not %q", option, value)
-	}
-	*dst = n
-	return nil
+	return parsedArg(d, dst, "a positive whole number", func(v string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n >= 1
+	})
 }
 
 func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	return parsedArg(d, dst, "a size such as 64KiB", func(v string) (int64, bool) {
+		size, err := humanize.ParseBytes(v)
+		return int64(size), err == nil && size >= 1 && size <= 1<<40
+	})
+}
+
+// parsedArg reads the option's single argument into dst through parse,
+// or says what the option expects.
+func parsedArg[T any](d *caddyfile.Dispenser, dst *T, expect string, parse func(string) (T, bool)) error {
 	option := d.Val()
 	var value string
 	if !d.AllArgs(&value) {
 		return d.ArgErr()
 	}
-	size, err := humanize.ParseBytes(value)
-	if err != nil || size < 1 || size > 1<<40 {
-		return d.Errf("%s: invalid size %q", option, value)
+	v, ok := parse(value)
+	if !ok {
+		return d.Errf("%s must be %s, not %q", option, expect, value)
 	}
-	*dst = int64(size)
+	*dst = v
 	return nil
 }
 
