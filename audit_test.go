@@ -156,20 +156,20 @@ func TestAuditLinesForTokenTicketAndDeletion(t *testing.T) {
 	before := len(auditLines(t, logFile))
 	res := g.as("alice", "POST", "/authkit/token", nil)
 	expect(t, res, http.StatusOK, "")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var line map[string]any
+	found := poll(t, 5*time.Second, func() bool {
 		lines := auditLines(t, logFile)
 		if len(lines) > before && lines[len(lines)-1]["route"] == "token" {
-			line := lines[len(lines)-1]
-			if line["outcome"] != outcomeAllowed || line["identity"] != ticket.Data["identity"] || line["request_id"] == "" {
-				t.Fatalf("token line %v", line)
-			}
-			break
+			line = lines[len(lines)-1]
+			return true
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no audit line for the token")
-		}
-		time.Sleep(5 * time.Millisecond)
+		return false
+	})
+	if !found {
+		t.Fatal("no audit line for the token")
+	}
+	if line["outcome"] != outcomeAllowed || line["identity"] != ticket.Data["identity"] || line["request_id"] == "" {
+		t.Fatalf("token line %v", line)
 	}
 	if strings.Contains(readLog(t), testSecret) {
 		t.Fatal("the secret is in the log")
@@ -182,12 +182,8 @@ func TestAuditOffWritesNoLineButEventsStillGo(t *testing.T) {
 	e := waitEvent(t, eventPassthrough)
 	// The access log line is written after the handler returned, so after
 	// any audit line would have been.
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(readLog(t), e.Data["request_id"].(string)) {
-		if time.Now().After(deadline) {
-			t.Fatal("no access log line for the call")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !poll(t, 5*time.Second, func() bool { return strings.Contains(readLog(t), e.Data["request_id"].(string)) }) {
+		t.Fatal("no access log line for the call")
 	}
 	if line := auditLineOf(t, logFile, e.Data["request_id"]); line != nil {
 		t.Fatalf("audit off, yet %v", line)

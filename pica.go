@@ -173,6 +173,9 @@ func (p *picaClient) attempt(ctx context.Context, call vendorCall, attempt int) 
 		if ctx.Err() != nil {
 			return nil, -1, ctx.Err() // cancelled or out of time: final
 		}
+		if status != 0 {
+			return nil, 0, errBadAnswer() // the answer broke off: worth another try
+		}
 		return nil, 0, err
 	case status >= 200 && status < 300:
 		return body, 0, nil

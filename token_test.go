@@ -399,7 +399,7 @@ func TestTokenPicaFaults(t *testing.T) {
 		"rate limited":    {sandbox.Fault{Status: 429}, 429, "vendor_rate_limited"},
 		"server error":    {sandbox.Fault{Status: 500}, 502, "vendor_unavailable"},
 		"garbage":         {sandbox.Fault{Garbage: true}, 502, "vendor_bad_response"},
-		"reset":           {sandbox.Fault{Reset: true}, 502, "vendor_unreachable"},
+		"reset":           {sandbox.Fault{Reset: true}, 502, "vendor_bad_response"},
 		"slow":            {sandbox.Fault{Delay: 3 * time.Second}, 504, "vendor_timeout"},
 		"bad request":     {sandbox.Fault{Status: 400}, 502, "vendor_refused"},
 	} {
