@@ -412,25 +412,39 @@ const instanceConfig = `{
 }
 
 http://127.0.0.1:%[2]d {
-	authkit {
-		secret {env.AUTHKIT_TEST_SECRET}
-		api %[3]s
-		identity {http.request.header.X-Auth-User}
-		%[4]s
-	}
-	respond "app" 200
+	%[3]s
 }
 `
+
+// authkitSite is an instance's site: authkit against api, identity from
+// X-Auth-User, options added, and its name on every answer.
+func authkitSite(api, options string) string {
+	return fmt.Sprintf(`header X-Instance {http.request.local.port}
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+		identity {http.request.header.X-Auth-User}
+		%s
+	}
+	respond "app" 200`, api, options)
+}
 
 // startInstance runs a second Caddy against api with options in its authkit
 // block, and returns once it serves its config: Caddy says so on stderr.
 func startInstance(t *testing.T, api, options string) *instance {
 	t.Helper()
+	return startCaddy(t, authkitSite(api, options))
+}
+
+// startCaddy runs another Caddy whose one site is site, and returns once it
+// serves its config: Caddy says so on stderr.
+func startCaddy(t *testing.T, site string) *instance {
+	t.Helper()
 	bin := buildCaddy(t)
 	adminPort, httpPort := freePort(t), freePort(t)
 	dir := t.TempDir()
 	config := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf(instanceConfig, adminPort, httpPort, api, options)), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(instanceConfig, adminPort, httpPort, site)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
@@ -482,7 +496,7 @@ func (in *instance) reload(api, options string) {
 	var adminPort, httpPort int
 	fmt.Sscanf(in.admin, "http://127.0.0.1:%d", &adminPort)
 	fmt.Sscanf(in.url, "http://127.0.0.1:%d", &httpPort)
-	body := fmt.Sprintf(instanceConfig, adminPort, httpPort, api, options)
+	body := fmt.Sprintf(instanceConfig, adminPort, httpPort, authkitSite(api, options))
 	res, err := http.Post(in.admin+"/load", "text/caddyfile", strings.NewReader(body))
 	if err != nil {
 		in.t.Fatal(err)

@@ -385,7 +385,7 @@ func TestWhatIsCheckedIsWhatIsSent(t *testing.T) {
 		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Connection-Key: " + mine + "\r\n",
 		"X-Pica-Connection-Key: \t " + mine + " \t\r\n",
 		"x_pica_connection_key: " + mine + "\r\nX-One-Connection-Key: " + mine + "\r\n",
-		"X-One-Connection-Key: " + mine + "\r\nX-One-Secret: sk_test_1_spoofed\r\nx_pica_secret: sk_test_1_spoofed\r\nX-Pica-Action-Id: act\r\n",
+		"X-One-Connection-Key: " + mine + "\r\nX-One-Secret: sk_test_1_spoofed\r\nx_pica_secret: sk_test_1_spoofed\r\nX-Pica-Action-Id: conn_mod_def::act\r\n",
 	}
 	for _, headers := range passed {
 		if status := send(headers); status != 200 {
@@ -398,7 +398,7 @@ func TestWhatIsCheckedIsWhatIsSent(t *testing.T) {
 	for _, headers := range []string{
 		"X-Pica-Connection-Key: " + mine + "\r\nx_pica_connection_key: " + foreign + "\r\n",
 		"x-one-connection-key: " + mine + "\r\nx_one_connection_key: " + foreign + "\r\n",
-		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Action-Id: act\r\nx_one_action_id: b\r\n",
+		"X-Pica-Connection-Key: " + mine + "\r\nX-Pica-Action-Id: conn_mod_def::act\r\nx_one_action_id: b\r\n",
 	} {
 		if status := send(headers); status != 200 && status != 400 {
 			t.Errorf("%q: %d, want 200 without it or 400", headers, status)
@@ -426,7 +426,7 @@ func TestWhatIsCheckedIsWhatIsSent(t *testing.T) {
 			if strings.HasPrefix(n, "x-one-") || strings.Contains(name, "_") {
 				t.Errorf("%s reached the Pica vendor", name)
 			}
-			if strings.Contains(n, "action-id") && (name != "X-Pica-Action-Id" || len(values) != 1 || values[0] != "act") {
+			if strings.Contains(n, "action-id") && (name != "X-Pica-Action-Id" || len(values) != 1 || values[0] != "conn_mod_def::act") {
 				t.Errorf("the vendor got action id %s: %q", name, values)
 			}
 		}

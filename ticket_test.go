@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -237,4 +239,39 @@ func TestTicketsWorkAcrossInstancesWithTheSameKey(t *testing.T) {
 
 	other.reload(g.picaURL, "ticket_key another-key-entirely")
 	expect(t, other.do("POST", "/authkit/token", map[string]string{ticketHeader: ticket}), 401, "ticket_invalid")
+}
+
+// TestTicketsScaleOutBehindALoadBalancer: two Caddy instances with the same
+// secret behind a third that balances them round robin. A ticket minted
+// through one is redeemed through the other, also after either reloads.
+func TestTicketsScaleOutBehindALoadBalancer(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	vendor := httptest.NewServer(pica)
+	t.Cleanup(vendor.Close)
+	a, b := startInstance(t, vendor.URL, ""), startInstance(t, vendor.URL, "")
+	lb := startCaddy(t, fmt.Sprintf("reverse_proxy %s %s {\n\t\tlb_policy round_robin\n\t}",
+		strings.TrimPrefix(a.url, "http://"), strings.TrimPrefix(b.url, "http://")))
+
+	// mintAndRedeem mints a ticket for carol and redeems it with nothing
+	// else; round robin sends the two calls to different instances.
+	mintAndRedeem := func(when string) {
+		t.Helper()
+		minted := lb.do("POST", "/authkit/ticket", map[string]string{"X-Auth-User": "carol"})
+		expect(t, minted, 200, "")
+		redeemed := lb.do("POST", "/authkit/token", map[string]string{ticketHeader: minted.json(t)["ticket"].(string)})
+		expect(t, redeemed, 200, "")
+		by, at := minted.Header.Get("X-Instance"), redeemed.Header.Get("X-Instance")
+		if by == "" || by == at {
+			t.Fatalf("%s: minted by %q and redeemed by %q: the balancer did not spread them", when, by, at)
+		}
+		last := requestsTo(pica, sandbox.EndpointToken)
+		if !bytes.Contains(last[len(last)-1].Body, []byte(`"identity":"carol"`)) {
+			t.Fatalf("%s: the token was asked for %s", when, last[len(last)-1].Body)
+		}
+	}
+	mintAndRedeem("at start")
+	a.reload(vendor.URL, "ticket_ttl 2m")
+	mintAndRedeem("after a reload of the first")
+	b.reload(vendor.URL, "ticket_ttl 3m")
+	mintAndRedeem("after a reload of the second")
 }
