@@ -150,6 +150,29 @@ http://localhost:9081 {
 		mustContain(t, out, "summary: 2 authkit handler(s), 1 ok, 1 failed", "doctor output")
 	})
 
+	t.Run("one", func(t *testing.T) {
+		one := sandbox.New(sandbox.Options{Secret: testSecret, Provider: sandbox.ProviderOne, Connectors: 4})
+		oneAPI := httptest.NewServer(one)
+		defer oneAPI.Close()
+		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+	authkit {
+		provider one
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+	}
+}`, oneAPI.URL))
+		if failed != 0 {
+			t.Fatalf("%d failed:\n%s", failed, out)
+		}
+		mustContain(t, out, "connectors:   4 enabled in AuthKit", "doctor output")
+		mustContain(t, out, "cors origins: https://auth.withone.ai", "doctor output")
+		for _, r := range one.Requests() {
+			if r.Dialect != sandbox.ProviderOne || r.Endpoint == sandbox.EndpointFlags {
+				t.Fatalf("the doctor spoke to One as to Pica: %s %s", r.Method, r.Path)
+			}
+		}
+	})
+
 	t.Run("no authkit", func(t *testing.T) {
 		failed, out := doctorOn(t, ":9080 {\n\trespond ok\n}\n")
 		if failed != 1 {

@@ -23,7 +23,7 @@ type identity struct {
 // ticket when the request carries one, else from the configured
 // placeholders. Nothing else the client sends is consulted.
 func (a *AuthKit) resolveIdentity(r *http.Request, rt *route) (identity, error) {
-	if tickets := r.Header.Values(ticketHeader); len(tickets) > 0 && rt == tokenRoute {
+	if tickets := r.Header[canonicalTicketHeader]; len(tickets) > 0 && rt == tokenRoute {
 		if len(tickets) > 1 {
 			return identity{}, errTicketInvalid()
 		}

@@ -16,6 +16,10 @@ import (
 // ticketHeader carries a ticket to the token route.
 const ticketHeader = "X-AuthKit-Ticket"
 
+// canonicalTicketHeader is its key in a header map, looked up without
+// canonicalising on every request.
+var canonicalTicketHeader = http.CanonicalHeaderKey(ticketHeader)
+
 // ticketVersion is the first byte of every ticket.
 const ticketVersion = 1
 
