@@ -7,7 +7,7 @@ import (
 )
 
 // iframePage is the stand-in for the vendor's hosted AuthKit iframe
-// (authkit.picaos.com, auth.withone.ai). demo/iframe/iframe.html links to it.
+// (authkit.picaos.com, auth.withone.ai).
 //
 //go:embed iframe/index.html
 var iframePage []byte

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -132,7 +131,7 @@ func TestOAuthDenyAndPopupAndBadStates(t *testing.T) {
 	}
 }
 
-func TestIframeIsServedAndIsTheDemosPage(t *testing.T) {
+func TestIframeIsServed(t *testing.T) {
 	s := New(Options{})
 	for _, path := range []string{"/iframe/", "/iframe", "/iframe.html"} {
 		w := httptest.NewRecorder()
@@ -146,10 +145,6 @@ func TestIframeIsServedAndIsTheDemosPage(t *testing.T) {
 	s.ServeHTTP(w, httptest.NewRequest("GET", "/iframe/secret.txt", nil))
 	if w.Code != 404 {
 		t.Fatalf("/iframe/secret.txt: %d", w.Code)
-	}
-	demo, err := os.ReadFile("../demo/iframe/iframe.html")
-	if err != nil || string(demo) != string(iframePage) {
-		t.Fatalf("demo/iframe/iframe.html is not the sandbox's iframe (%v)", err)
 	}
 }
 
