@@ -88,6 +88,9 @@ const gatewayConfig = `{
 		output file %[1]s
 		level DEBUG
 	}
+	servers {
+		protocols h1 h2c
+	}
 }
 
 http://localhost:9080 {

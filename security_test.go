@@ -2,6 +2,8 @@ package caddyauthkit
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"golang.org/x/net/http2"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
@@ -570,5 +573,53 @@ func TestTokenFanOutIsBoundedAndStopsWithTheCaller(t *testing.T) {
 	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
 	if n := calls.Load(); n > 1+pageWorkers {
 		t.Fatalf("the abandoned token kept calling: %d calls", n)
+	}
+}
+
+// TestHTTP2RepeatedHeadersAreRefused: over HTTP/2 (h2c) a header field may
+// come twice in one HEADERS frame; the gateway refuses differing key and
+// action values there too, and the vendor gets nothing.
+func TestHTTP2RepeatedHeadersAreRefused(t *testing.T) {
+	g := startGateway(t, nil, "")
+	h2c := &http.Client{Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, network, "127.0.0.1:9080")
+		},
+	}}
+	send := func(header http.Header) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", appURL+"/authkit/passthrough/users/me", nil)
+		req.Header = header
+		req.SetBasicAuth("alice", "alice")
+		res, err := h2c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.ProtoMajor != 2 {
+			t.Fatalf("answered over HTTP/%d", res.ProtoMajor)
+		}
+		return res
+	}
+	for _, header := range []http.Header{
+		{"X-Pica-Connection-Key": {g.alice.Key, g.bob.Key}},
+		{"X-Pica-Connection-Key": {g.alice.Key}, "X-One-Connection-Key": {g.bob.Key}},
+		{"X-Pica-Connection-Key": {g.alice.Key}, "X-Pica-Action-Id": {"conn_mod_def::a", "conn_mod_def::b"}},
+	} {
+		if res := send(header); res.StatusCode != http.StatusBadRequest {
+			t.Errorf("%v: %d, want 400", header, res.StatusCode)
+		}
+	}
+	if n := g.pica.Count(sandbox.EndpointPassthrough); n != 0 {
+		t.Fatalf("%d passthrough calls reached the vendor", n)
+	}
+	// The same call with one key goes through, once, with that key.
+	if res := send(http.Header{"X-Pica-Connection-Key": {g.alice.Key}}); res.StatusCode != http.StatusOK {
+		t.Fatalf("a clean HTTP/2 call: %d", res.StatusCode)
+	}
+	sent := requestsTo(g.pica, sandbox.EndpointPassthrough)
+	if len(sent) != 1 || len(sent[0].Header.Values("X-Pica-Connection-Key")) != 1 || sent[0].Header.Get("X-Pica-Connection-Key") != g.alice.Key {
+		t.Fatalf("the vendor got %v", sent)
 	}
 }
