@@ -107,7 +107,7 @@ func BenchmarkAuditLine(b *testing.B) {
 	f, _ := os.CreateTemp("", "audit")
 	defer os.Remove(f.Name())
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(f), zap.InfoLevel)
-	a := &AuthKit{logHashKey: deriveKey("s", purposeLogHash), auditLog: zap.New(core), logger: zap.NewNop()}
+	a := &AuthKit{logHash: newKeyedHash(deriveKey("s", purposeLogHash)), auditLog: zap.New(core), logger: zap.NewNop()}
 	r := httptest.NewRequest("GET", "/authkit/passthrough/x", nil)
 	repl := caddy.NewReplacer()
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))

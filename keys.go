@@ -6,7 +6,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"net/http"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -31,10 +33,30 @@ func deriveKey(secret, purpose string) []byte {
 // hash is how identities and connection keys appear in logs and the audit
 // trail: a keyed hash, stable across instances, that a list of user names
 // cannot reverse without the secret.
-func (a *AuthKit) hash(s string) string {
-	mac := hmac.New(sha256.New, a.logHashKey)
+func (a *AuthKit) hash(s string) string { return a.logHash.sum(s) }
+
+// keyedHash is HMAC-SHA256 under one key, its keyed states pooled: keying
+// costs more than hashing a short string.
+type keyedHash struct {
+	key  []byte
+	macs sync.Pool
+}
+
+func newKeyedHash(key []byte) *keyedHash {
+	k := &keyedHash{key: key}
+	k.macs.New = func() any { return hmac.New(sha256.New, k.key) }
+	return k
+}
+
+// sum is the first 8 bytes of the HMAC of s, in hex.
+func (k *keyedHash) sum(s string) string {
+	mac := k.macs.Get().(hash.Hash)
+	mac.Reset()
 	mac.Write([]byte(s))
-	return hex.EncodeToString(mac.Sum(nil)[:8])
+	var sum [sha256.Size]byte
+	out := hex.EncodeToString(mac.Sum(sum[:0])[:8])
+	k.macs.Put(mac)
+	return out
 }
 
 // requestID is Caddy's id of the request ({http.request.uuid}), for logs.

@@ -157,7 +157,7 @@ type AuthKit struct {
 	exposeKeys     bool
 	platforms      map[string]struct{}
 	actions        map[string]struct{}
-	logHashKey     []byte
+	logHash        *keyedHash
 
 	proxy      *reverseproxy.Handler
 	pica       *picaClient
@@ -211,7 +211,7 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	a.platforms = setOf(a.Platforms)
 	a.actions = setOf(a.Actions)
 	a.cors = newCORSPolicy(a.CORSOrigins, a.CORSHeaders)
-	a.logHashKey = deriveKey(secret, purposeLogHash)
+	a.logHash = newKeyedHash(deriveKey(secret, purposeLogHash))
 	a.tickets = newTickets(ticketKey, time.Duration(a.TicketTTL))
 
 	if a.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {

@@ -206,7 +206,7 @@ func TestReloadUnderLoad(t *testing.T) {
 
 // logHash is how the module's logs name s under the test secret.
 func logHash(s string) string {
-	return (&AuthKit{logHashKey: deriveKey(testSecret, purposeLogHash)}).hash(s)
+	return (&AuthKit{logHash: newKeyedHash(deriveKey(testSecret, purposeLogHash))}).hash(s)
 }
 
 // startGatewayBehind is startGateway with front answering the vendor's
