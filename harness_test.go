@@ -88,9 +88,6 @@ const gatewayConfig = `{
 		output file %[1]s
 		level DEBUG
 	}
-	servers {
-		protocols h1 h2c
-	}
 }
 
 http://localhost:9080 {
@@ -568,4 +565,29 @@ func poll(t *testing.T, timeout time.Duration, cond func() bool) bool {
 		}
 	}
 	return true
+}
+
+// startGatewayBehind is startGateway with front answering the vendor's
+// calls it wants to, and pica the others: a hostile vendor.
+func startGatewayBehind(t *testing.T, pica *sandbox.Server, front func(w http.ResponseWriter, r *http.Request) bool, global, options string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, pica: pica}
+	g.alice = pica.AddConnection("alice", "user", "gmail")
+	g.bob = pica.AddConnection("bob", "user", "slack")
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if front == nil || !front(w, r) {
+			pica.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	g.picaURL = upstream.URL
+	config := fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL, options)
+	config = strings.Replace(config, "\tdebug\n", "\tdebug\n"+global, 1)
+	g.tester = caddytest.NewTester(t)
+	g.tester.InitServer(config, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	pica.ResetRequests()
+	return g
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"golang.org/x/net/http2"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
@@ -207,31 +205,6 @@ func TestReloadUnderLoad(t *testing.T) {
 // logHash is how the module's logs name s under the test secret.
 func logHash(s string) string {
 	return (&AuthKit{logHash: newKeyedHash(deriveKey(testSecret, purposeLogHash))}).hash(s)
-}
-
-// startGatewayBehind is startGateway with front answering the vendor's
-// calls it wants to, and pica the others: a hostile vendor.
-func startGatewayBehind(t *testing.T, pica *sandbox.Server, front func(w http.ResponseWriter, r *http.Request) bool, global, options string) *gateway {
-	t.Helper()
-	g := &gateway{t: t, pica: pica}
-	g.alice = pica.AddConnection("alice", "user", "gmail")
-	g.bob = pica.AddConnection("bob", "user", "slack")
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if front == nil || !front(w, r) {
-			pica.ServeHTTP(w, r)
-		}
-	}))
-	t.Cleanup(upstream.Close)
-	g.picaURL = upstream.URL
-	config := fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL, options)
-	config = strings.Replace(config, "\tdebug\n", "\tdebug\n"+global, 1)
-	g.tester = caddytest.NewTester(t)
-	g.tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	pica.ResetRequests()
-	return g
 }
 
 // rawExchange writes raw bytes to addr (then, with hangUp, closes its
@@ -580,7 +553,7 @@ func TestTokenFanOutIsBoundedAndStopsWithTheCaller(t *testing.T) {
 // come twice in one HEADERS frame; the gateway refuses differing key and
 // action values there too, and the vendor gets nothing.
 func TestHTTP2RepeatedHeadersAreRefused(t *testing.T) {
-	g := startGateway(t, nil, "")
+	g := startGatewayBehind(t, sandbox.New(sandbox.Options{Secret: testSecret}), nil, "\tservers {\n\t\tprotocols h1 h2c\n\t}\n", "")
 	h2c := &http.Client{Transport: &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
