@@ -318,7 +318,8 @@ func TestConfigurationErrorsAreNotRetryable(t *testing.T) {
 
 	notVendor := httptest.NewServer(http.NotFoundHandler())
 	defer notVendor.Close()
-	g.tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, notVendor.URL, ""), "caddyfile")
+	g.picaURL = notVendor.URL
+	g.load("")
 	for _, path := range []string{"/authkit/token", "/authkit/connections", "/authkit/connectors"} {
 		method := map[string]string{"/authkit/token": "POST"}[path]
 		if method == "" {

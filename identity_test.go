@@ -77,6 +77,7 @@ http://localhost:9080 {
 		identity_trusted_proxies_only
 	}
 }`, tc.trusted, g.picaURL), "caddyfile")
+		g.tester.Client.CloseIdleConnections() // the old config closes them
 		if t.Failed() {
 			t.FailNow()
 		}

@@ -2,7 +2,6 @@ package caddyauthkit
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -76,11 +75,8 @@ func TestSlowPassthroughTimesOutOnce(t *testing.T) {
 func TestPicaDownIs502(t *testing.T) {
 	g := startGateway(t, nil, "")
 	// Point a second config at a port nobody listens on.
-	config := fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, "http://127.0.0.1:1", "timeout 2s")
-	g.tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	g.picaURL = "http://127.0.0.1:1"
+	g.load("timeout 2s")
 	expect(t, g.as("alice", "POST", "/authkit/token", nil), 502, "vendor_unreachable")
 	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 502, "vendor_unreachable")
 }
