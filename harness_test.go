@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,13 +212,48 @@ func startGatewayWith(t *testing.T, setup vendorSetup, options string) *gateway 
 // until the admin API answers with it.
 func (g *gateway) load(options string) {
 	g.t.Helper()
-	g.tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, g.picaURL, options), "caddyfile")
+	g.loadConfig(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, g.picaURL, options))
+}
+
+// configLoads numbers the configs the harness loads.
+var configLoads atomic.Int64
+
+// loadConfig loads a gatewayConfig and returns once the client's connection
+// to each site is served by it. Caddy stops the old config's servers just
+// after a reload answers, so until then a new connection may still be
+// accepted by one of them (it says so in caddyhttp's App.Stop); and the old
+// servers close their idle connections. Each site's answers carry the
+// number of the load, and the client keeps a connection to each that the
+// new config answered on.
+func (g *gateway) loadConfig(config string) {
+	g.t.Helper()
+	load := strconv.FormatInt(configLoads.Add(1), 10)
+	config = strings.ReplaceAll(config, "\n\tlog\n", "\n\tlog\n\theader X-Test-Load "+load+"\n")
+	g.tester.InitServer(config, "caddyfile")
 	if g.t.Failed() {
 		g.t.FailNow()
 	}
-	// The old config's servers close their idle connections: a request
-	// sent on one as it closes never reaches Caddy (a browser would retry).
-	g.tester.Client.CloseIdleConnections()
+	answeredByNewConfig := func(site string) bool {
+		res, err := g.tester.Client.Get(site + "/")
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.Header.Get("X-Test-Load") == load
+	}
+	pinned := poll(g.t, 10*time.Second, func() bool {
+		for _, site := range []string{appURL, headerURL, ticketURL} {
+			if !answeredByNewConfig(site) {
+				g.tester.Client.CloseIdleConnections()
+				return false
+			}
+		}
+		return true
+	})
+	if !pinned {
+		g.t.Fatal("the sites do not answer from the new config")
+	}
 }
 
 // writeCA writes the certificate of a TLS test server, its own CA, as PEM
@@ -521,7 +558,8 @@ func (in *instance) do(method, path string, header map[string]string) response {
 	for k, v := range header {
 		r.Header.Set(k, v)
 	}
-	res, err := http.DefaultClient.Do(r)
+	// A connection per call: a reload closes the idle ones under a client.
+	res, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(r)
 	if err != nil {
 		in.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -587,10 +625,7 @@ func startGatewayBehind(t *testing.T, pica *sandbox.Server, front func(w http.Re
 	config := fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, upstream.URL, options)
 	config = strings.Replace(config, "\tdebug\n", "\tdebug\n"+global, 1)
 	g.tester = caddytest.NewTester(t)
-	g.tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	g.loadConfig(config)
 	pica.ResetRequests()
 	return g
 }

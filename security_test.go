@@ -174,7 +174,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if !flowing(10) {
 		t.Fatal("no load before the reload")
 	}
-	g.tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, g.picaURL, "cors_origins https://new.example"), "caddyfile")
+	g.tester.InitServer(fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, g.picaURL, "cors_origins https://new.example"), "caddyfile") // under load: no pinning
 	if !flowing(answered.Load() + 10) {
 		t.Fatal("no load after the reload")
 	}

@@ -249,7 +249,9 @@ func TestTicketsScaleOutBehindALoadBalancer(t *testing.T) {
 	vendor := httptest.NewServer(pica)
 	t.Cleanup(vendor.Close)
 	a, b := startInstance(t, vendor.URL, ""), startInstance(t, vendor.URL, "")
-	lb := startCaddy(t, fmt.Sprintf("reverse_proxy %s %s {\n\t\tlb_policy round_robin\n\t}",
+	// Without keep-alive the balancer never sends a call on a connection that
+	// a reloading instance is closing.
+	lb := startCaddy(t, fmt.Sprintf("reverse_proxy %s %s {\n\t\tlb_policy round_robin\n\t\ttransport http {\n\t\t\tkeepalive off\n\t\t}\n\t}",
 		strings.TrimPrefix(a.url, "http://"), strings.TrimPrefix(b.url, "http://")))
 
 	// mintAndRedeem mints a ticket for carol and redeems it with nothing
