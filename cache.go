@@ -77,16 +77,6 @@ func (c *cache[V]) add(key string, value V) {
 	c.entries[key] = c.order.PushFront(&cacheEntry[V]{key: key, value: value, expires: expires})
 }
 
-// remove forgets key.
-func (c *cache[V]) remove(key string) {
-	c.mu.Lock()
-	if el, ok := c.entries[key]; ok {
-		c.order.Remove(el)
-		delete(c.entries, key)
-	}
-	c.mu.Unlock()
-}
-
 // removeIf forgets every entry whose key matches.
 func (c *cache[V]) removeIf(match func(key string) bool) {
 	c.mu.Lock()
@@ -97,12 +87,6 @@ func (c *cache[V]) removeIf(match func(key string) bool) {
 		}
 	}
 	c.mu.Unlock()
-}
-
-func (c *cache[V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
 }
 
 func (c *cache[V]) clear() {

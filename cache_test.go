@@ -21,14 +21,14 @@ func TestCacheEvictsLeastRecentlyUsedAndExpires(t *testing.T) {
 	}
 	has("1") // 1 is now the most recent; 2 the least
 	c.add("4", "4")
-	if c.len() != 3 || has("2") || !has("1") || !has("3") || !has("4") || evicted != 1 {
-		t.Fatalf("after eviction: len %d, %d evicted", c.len(), evicted)
+	if c.order.Len() != 3 || has("2") || !has("1") || !has("3") || !has("4") || evicted != 1 {
+		t.Fatalf("after eviction: len %d, %d evicted", c.order.Len(), evicted)
 	}
 	now = now.Add(2 * time.Minute)
-	if has("1") || c.len() != 2 {
-		t.Fatalf("an expired answer was still believed (len %d)", c.len())
+	if has("1") || c.order.Len() != 2 {
+		t.Fatalf("an expired answer was still believed (len %d)", c.order.Len())
 	}
-	c.remove("3")
+	c.removeIf(func(key string) bool { return key == "3" })
 	if has("3") {
 		t.Fatal("a removed answer was still believed")
 	}

@@ -253,7 +253,7 @@ func explainDoctor(err error, api string) string {
 	body := errorBody(err)
 	switch body.Code {
 	case "vendor_rejected_secret":
-		return "secret rejected by " + api + " (check the key, and the provider: Pica and One keys differ)"
+		return "secret rejected by " + api + " (check the key, and that provider matches the account)"
 	case "vendor_unreachable":
 		return "cannot reach " + api
 	case "vendor_timeout":

@@ -37,19 +37,25 @@ const (
 	DefaultMaxBodySize        = 64 << 10
 )
 
-// AuthKit serves everything Pica AuthKit needs from a backend, under a path prefix:
+// AuthKit serves everything One Auth (Pica AuthKit) needs from a backend,
+// under a path prefix:
 //
-//   - POST {prefix}/token: the AuthKit token for the caller (what the official Node
-//     SDK's AuthKitToken.create returns), with CORS for the hosted iframe;
-//   - ANY {prefix}/passthrough/{path}: Pica's Passthrough API through Caddy's own
-//     reverse_proxy, with the secret attached and the connection key checked to
-//     belong to the caller;
+//   - POST {prefix}/ticket: a short-lived ticket for the caller, which the
+//     widget sends instead of the app's own credentials;
+//   - POST {prefix}/token: the token the vendor's iframe asks for (by ticket
+//     or identity), page by page or merged as Pica's Node SDK returns it,
+//     with CORS for the hosted iframe;
+//   - ANY {prefix}/passthrough/{path}: the vendor's Passthrough API through
+//     Caddy's own reverse_proxy, with the secret attached and the connection
+//     checked to belong to the caller, or found by platform (keyless);
 //   - GET {prefix}/connections, DELETE {prefix}/connections/{id}: the caller's
 //     own connections; GET {prefix}/connectors: the connectors enabled in AuthKit.
 //
-// The caller's identity is read from a placeholder set by the authentication layer
-// in front ({http.auth.user.id} by default). Requests outside the prefix go to the
-// next handler untouched.
+// The caller's identity is read from a placeholder set by the authentication
+// layer in front ({http.auth.user.id} by default). Requests outside the
+// prefix go to the next handler untouched. Every token, ticket, passthrough
+// call, deletion and denial is written to the audit logger
+// http.handlers.authkit.audit and emitted as Caddy events.
 type AuthKit struct {
 	// The vendor's dialect: "pica" (api.picaos.com) or "one" (api.withone.ai,
 	// Pica renamed). The API, the CORS origin and the header names follow it.

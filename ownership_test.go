@@ -31,8 +31,8 @@ func TestOwnershipCacheStaysBoundedWithAMillionKeys(t *testing.T) {
 		c.add(ownerCacheKey(identity{ID: strconv.Itoa(i), Type: "user"}, ownsKey, "test::gmail::default::0"), "k")
 	}
 	grown := int64(liveHeap()) - int64(before)
-	if c.len() != size {
-		t.Fatalf("cache holds %d entries, bound %d", c.len(), size)
+	if c.order.Len() != size {
+		t.Fatalf("cache holds %d entries, bound %d", c.order.Len(), size)
 	}
 	if perEntry := grown / size; perEntry > 256 {
 		t.Fatalf("%d bytes per entry", perEntry)
