@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,20 +32,12 @@ var (
 	connectionRoute  = newRoute("connection", "DELETE, OPTIONS", "")
 	connectorsRoute  = newRoute("connectors", "GET, OPTIONS", "")
 	passthroughRoute = newRoute("passthrough", "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-		strings.Join(append(slicesOf(connectionKeyHeaders, actionIDHeaders), "X-AuthKit-Connection"), ", "))
+		strings.Join(slices.Concat(connectionKeyHeaders, actionIDHeaders, []string{keylessHeader}), ", "))
 	unknownRoute = newRoute("unknown", "", "")
 
 	// routes are those a request can be answered on.
 	routes = []*route{tokenRoute, ticketRoute, connectionsRoute, connectionRoute, connectorsRoute, passthroughRoute}
 )
-
-func slicesOf(lists ...[]string) []string {
-	var out []string
-	for _, l := range lists {
-		out = append(out, l...)
-	}
-	return out
-}
 
 func (rt *route) allows(method string) bool {
 	for m := range strings.SplitSeq(rt.allow[0], ", ") {

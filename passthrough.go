@@ -176,8 +176,11 @@ func matchesAny(name string, names []string) bool {
 // gatewayHeaders are those the gateway checks or sets on the way to the
 // vendor: a Connection header may not name them, or Caddy's proxy would
 // remove them after the check.
-var gatewayHeaders = append([]string{"X-AuthKit-Connection", "Content-Type", "Content-Length", "Transfer-Encoding", "Host"},
+var gatewayHeaders = append([]string{keylessHeader, "Content-Type", "Content-Length", "Transfer-Encoding", "Host"},
 	transportHeaders...)
+
+// gatewayOwnHeaders are for the gateway alone, never the vendor's.
+var gatewayOwnHeaders = []string{keylessHeader, ticketHeader}
 
 // transportHeaders are set on the outgoing request by the transport only:
 // any spelling the client sent is removed.
@@ -203,9 +206,8 @@ func stripClientHeaders(h http.Header, identityHeader string) {
 		lower := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
 		switch {
 		case lower == "cookie", lower == "authorization", lower == "proxy-authorization",
-			lower == "forwarded", lower == "x-real-ip", lower == "x-authkit-connection",
-			lower == "x-authkit-ticket", strings.HasPrefix(lower, "x-forwarded-"),
-			matchesAny(name, transportHeaders),
+			lower == "forwarded", lower == "x-real-ip", strings.HasPrefix(lower, "x-forwarded-"),
+			matchesAny(name, transportHeaders), matchesAny(name, gatewayOwnHeaders),
 			identityHeader != "" && strings.EqualFold(lower, identityHeader):
 			delete(h, name)
 		}
