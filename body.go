@@ -66,7 +66,7 @@ func pinBody(r *http.Request, call *checkedCall) error {
 	if form {
 		err = checkForm(whole, call.connectionKey)
 	} else {
-		err = checkJSON(bytes.TrimPrefix(bytes.TrimLeft(whole, " \t\r\n"), []byte("\xef\xbb\xbf")), call.connectionKey, 0)
+		err = checkJSON(contentStart(whole), call.connectionKey, 0)
 	}
 	if err != nil {
 		return err
@@ -102,17 +102,21 @@ func peekContent(body io.Reader) ([]byte, byte, error) {
 	}
 }
 
+// utf8BOM may open a UTF-8 body; parsers skip it.
+const utf8BOM = "\xef\xbb\xbf"
+
+// contentStart is b after a leading UTF-8 BOM and whitespace.
+func contentStart(b []byte) []byte {
+	return bytes.TrimLeft(bytes.TrimPrefix(b, []byte(utf8BOM)), " \t\r\n")
+}
+
+// firstContent is the first byte of b's content, if it has arrived.
 func firstContent(b []byte) (byte, bool) {
-	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		if c == 0xef && len(b) < 3 && bytes.HasPrefix([]byte("\xef\xbb\xbf"), b) {
-			return 0, false // a BOM still arriving
-		}
-		return c, true
+	if len(b) > 0 && len(b) < len(utf8BOM) && bytes.HasPrefix([]byte(utf8BOM), b) {
+		return 0, false // a BOM still arriving
+	}
+	if rest := contentStart(b); len(rest) > 0 {
+		return rest[0], true
 	}
 	return 0, false
 }
@@ -130,7 +134,6 @@ func checkJSON(b []byte, key string, depth int) error {
 		checkNext bool
 		ambiguous bool
 	)
-	notOwned := newError(http.StatusForbidden, "connection_not_owned", "the body names another connection than the connection key header")
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	valueDone := func() {
@@ -165,7 +168,7 @@ func checkJSON(b []byte, key string, depth int) error {
 		switch v := tok.(type) {
 		case json.Delim:
 			if checkNext {
-				return notOwned
+				return errBodyNamesOtherKey()
 			}
 			if v == '{' || v == '[' {
 				stack = append(stack, &frame{object: v == '{', wantKey: v == '{'})
@@ -174,7 +177,7 @@ func checkJSON(b []byte, key string, depth int) error {
 			stack = stack[:len(stack)-1] // ']'
 		case string:
 			if checkNext && v != key {
-				return notOwned
+				return errBodyNamesOtherKey()
 			}
 			if inner := strings.TrimSpace(v); !checkNext && depth < maxNestedJSON && (strings.HasPrefix(inner, "{") || strings.HasPrefix(inner, "[")) {
 				var e *apiError
@@ -184,7 +187,7 @@ func checkJSON(b []byte, key string, depth int) error {
 			}
 		default:
 			if checkNext {
-				return notOwned
+				return errBodyNamesOtherKey()
 			}
 		}
 		valueDone()
@@ -209,7 +212,7 @@ func checkForm(b []byte, key string) error {
 		}
 		for _, v := range vs {
 			if v != key {
-				return newError(http.StatusForbidden, "connection_not_owned", "the body names another connection than the connection key header")
+				return errBodyNamesOtherKey()
 			}
 		}
 		if len(vs) > 1 {
@@ -233,6 +236,10 @@ func isConnectionKeyName(name string) bool {
 		return r
 	}, norm.NFKC.String(name))
 	return strings.EqualFold(folded, "connectionkey")
+}
+
+func errBodyNamesOtherKey() *apiError {
+	return newError(http.StatusForbidden, "connection_not_owned", "the body names another connection than the connection key header")
 }
 
 // readCloser reads from one reader and closes the client's body.

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,19 +122,9 @@ func findHandlers(node any, server, site string, out *[]foundHandler) {
 		if hosts := matchedHosts(v["match"]); hosts != "" {
 			site = hosts
 		}
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys) // stable order of servers
-		for _, k := range keys {
-			if servers, ok := v["servers"].(map[string]any); ok && k == "servers" {
-				names := make([]string, 0, len(servers))
-				for name := range servers {
-					names = append(names, name)
-				}
-				sort.Strings(names)
-				for _, name := range names {
+		for _, k := range slices.Sorted(maps.Keys(v)) { // handlers in a stable order
+			if servers, ok := v[k].(map[string]any); ok && k == "servers" {
+				for _, name := range slices.Sorted(maps.Keys(servers)) {
 					findHandlers(servers[name], name, "", out)
 				}
 				continue

@@ -42,17 +42,10 @@ type pendingEvent struct {
 
 // newEventSink uses the events app (Caddy makes an empty one when none is
 // configured, as reverse_proxy already asks for it) and starts the sender.
-func newEventSink(ctx caddy.Context) (*eventSink, error) {
+func newEventSink(ctx caddy.Context, dropped prometheus.Counter) (*eventSink, error) {
 	appIface, err := ctx.App("events")
 	if err != nil {
 		return nil, fmt.Errorf("authkit: loading events app: %v", err)
-	}
-	dropped := prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "authkit", Name: "events_dropped_total",
-		Help: "Events dropped because their handlers were too slow to keep up.",
-	})
-	if err := registerInto(ctx.GetMetricsRegistry(), &dropped); err != nil {
-		return nil, fmt.Errorf("authkit: registering events metric: %v", err)
 	}
 	s := &eventSink{
 		app: appIface.(*caddyevents.App), ctx: ctx, dropped: dropped,

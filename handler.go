@@ -50,7 +50,9 @@ func (rt *route) allows(method string) bool {
 
 // ServeHTTP answers requests under the prefix and passes all others on.
 func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	closeAfterChunked(w, r)
+	if a.identityHeader != "" {
+		closeAfterChunked(w, r)
+	}
 	var rest string
 	switch {
 	case strings.HasPrefix(r.URL.Path, a.Prefix+"/"):

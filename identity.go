@@ -95,7 +95,9 @@ func headerOfPlaceholder(placeholder string) string {
 }
 
 // closeAfterChunked asks Go's server to close the connection after answering
-// an HTTP/1.x request framed by Transfer-Encoding. Go frames a request with
+// an HTTP/1.x request framed by Transfer-Encoding. It matters where a request
+// header names the caller: a smuggled request could name anyone, while one
+// behind basic_auth or a JWT layer carries its own credentials. Go frames a request with
 // both Content-Length and Transfer-Encoding by the latter and drops the
 // former before any handler sees it, so a proxy in front that framed it by
 // Content-Length may have sent more: a smuggled request whose identity

@@ -24,6 +24,7 @@ type metrics struct {
 	denials       *prometheus.CounterVec
 	inFlight      prometheus.Gauge
 	overloaded    prometheus.Counter
+	eventsDropped prometheus.Counter
 
 	// counters caches requests' counters: the hot path skips formatting
 	// the code and hashing the labels.
@@ -77,6 +78,10 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "overloaded_total",
 			Help: "Requests answered 503 because max_concurrent calls to the vendor were in flight.",
 		}),
+		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_dropped_total",
+			Help: "Events dropped because their handlers were too slow to keep up.",
+		}),
 	}
 	if registry != nil {
 		if err := m.register(registry); err != nil {
@@ -101,6 +106,7 @@ func (m *metrics) register(registry *prometheus.Registry) error {
 		registerInto(registry, &m.denials),
 		registerInto(registry, &m.inFlight),
 		registerInto(registry, &m.overloaded),
+		registerInto(registry, &m.eventsDropped),
 	)
 }
 

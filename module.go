@@ -235,7 +235,7 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	if a.Audit == nil || *a.Audit {
 		a.auditLog = a.logger.Named("audit")
 	}
-	if a.events, err = newEventSink(ctx); err != nil {
+	if a.events, err = newEventSink(ctx, a.metrics.eventsDropped); err != nil {
 		return err
 	}
 	return nil

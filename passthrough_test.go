@@ -440,7 +440,7 @@ func TestPassthroughChunkedBodyIsChecked(t *testing.T) {
 	g := startGateway(t, nil, "")
 	head := "POST /authkit/passthrough/actions/run HTTP/1.1\r\nHost: localhost:9080\r\n" +
 		"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("alice:alice")) + "\r\n" +
-		"X-Pica-Connection-Key: " + g.alice.Key + "\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+		"X-Pica-Connection-Key: " + g.alice.Key + "\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
 	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
 	foreign := chunk(`{"input":`) + chunk(`{"connectionKey":"`+g.bob.Key+`"}}`) + "0\r\n\r\n"
 	answers := rawExchange(t, "127.0.0.1:9080", head+foreign, false)

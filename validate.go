@@ -102,7 +102,7 @@ func checkIdentityType(kind string) error {
 // Call after setDefaults.
 func (a *AuthKit) warnings() []string {
 	var out []string
-	if !strings.Contains(a.Secret, "{") {
+	if !isPlaceholder(a.Secret) {
 		out = append(out, "the secret is written into the config; use {env.ONE_SECRET_KEY} or {file.*} so it stays out of the admin API and autosaved config")
 	}
 	if header := headerOfPlaceholder(a.Identity); header != "" && !a.IdentityTrustedProxiesOnly {
