@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -243,17 +242,9 @@ func TestSlowEventHandlersNeverSlowRequests(t *testing.T) {
 // droppedEvents reads caddy_authkit_events_dropped_total from the admin API.
 func droppedEvents(t *testing.T) float64 {
 	t.Helper()
-	res, err := http.Get("http://localhost:2999/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	m := regexp.MustCompile(`(?m)^caddy_authkit_events_dropped_total (\S+)$`).FindSubmatch(body)
-	if m == nil {
+	v, ok := metricValue(t, scrape(t), "caddy_authkit_events_dropped_total")
+	if !ok {
 		t.Fatalf("no events_dropped_total in the metrics")
 	}
-	var v float64
-	fmt.Sscan(string(m[1]), &v)
 	return v
 }

@@ -629,3 +629,26 @@ func startGatewayBehind(t *testing.T, pica *sandbox.Server, front func(w http.Re
 	pica.ResetRequests()
 	return g
 }
+
+// logLines are the JSON lines Caddy logged after offset bytes of the log.
+func logLines(t *testing.T, offset int) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for _, line := range strings.Split(readLog(t)[offset:], "\n") {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) == nil {
+			lines = append(lines, entry)
+		}
+	}
+	return lines
+}
+
+func logged(lines []map[string]any, msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range lines {
+		if l["msg"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,8 +1,11 @@
 package caddyauthkit
 
 import (
+	"encoding/json"
+	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,4 +49,33 @@ func liveHeap() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// TestNotOwnedIsLoggedOnARealDenialByHashesOnly: the denial line appears on
+// a real denial only, and names the caller and the key by keyed hashes.
+func TestNotOwnedIsLoggedOnARealDenialByHashesOnly(t *testing.T) {
+	g := startGateway(t, nil, "")
+	start := len(readLog(t))
+
+	// The caller's own key, twice (a miss, then a hit): no denial logged.
+	own := map[string]string{"X-Pica-Connection-Key": g.alice.Key}
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", own), http.StatusOK, "")
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", own), http.StatusOK, "")
+	if n := len(logged(logLines(t, start), "connection key not owned by the caller")); n != 0 {
+		t.Fatalf("%d denial lines for the caller's own key", n)
+	}
+
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.bob.Key}),
+		http.StatusForbidden, "connection_not_owned")
+	denials := logged(logLines(t, start), "connection key not owned by the caller")
+	if len(denials) != 1 {
+		t.Fatalf("%d denial lines, want 1", len(denials))
+	}
+	if denials[0]["identity"] != logHash("user:alice") || denials[0]["connection_key"] != logHash(g.bob.Key) {
+		t.Fatalf("denial line does not name caller and key by keyed hash: %v", denials[0])
+	}
+	raw, _ := json.Marshal(denials[0])
+	if strings.Contains(string(raw), "alice") || strings.Contains(string(raw), g.bob.Key) {
+		t.Fatalf("denial line names the caller or the key: %s", raw)
+	}
 }

@@ -154,17 +154,10 @@ func TestOneServerErrorIs502WithItsCorrelationID(t *testing.T) {
 }
 
 func TestOneDefaultOriginIsOnesIframe(t *testing.T) {
-	startOne(t)
-	preflight := func(origin string) *http.Response {
-		req, _ := http.NewRequest("OPTIONS", headerURL+"/authkit/token", nil)
-		req.Header.Set("Origin", origin)
-		req.Header.Set("Access-Control-Request-Method", "POST")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res
+	g := startOne(t)
+	preflight := func(origin string) response {
+		return g.do(request{method: "OPTIONS", url: headerURL + "/authkit/token",
+			header: map[string]string{"Origin": origin, "Access-Control-Request-Method": "POST"}})
 	}
 	if got := preflight("https://auth.withone.ai").Header.Get("Access-Control-Allow-Origin"); got != "https://auth.withone.ai" {
 		t.Fatalf("One's iframe origin got %q", got)
