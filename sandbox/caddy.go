@@ -74,11 +74,7 @@ func (h *Handler) Provision(caddy.Context) error {
 	}
 	h.server = New(Options{Secret: secret, Provider: h.Provider, Connectors: h.Connectors, WhiteLabel: h.WhiteLabel, Latency: time.Duration(h.Latency)})
 	for _, c := range h.Connections {
-		kind := c.IdentityType
-		if kind == "" {
-			kind = "user"
-		}
-		h.server.AddConnection(c.Identity, kind, c.Platform)
+		h.server.AddConnection(c.Identity, c.IdentityType, c.Platform)
 	}
 	return nil
 }

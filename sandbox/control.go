@@ -90,9 +90,6 @@ func (s *Server) serveIframeAPI(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusCreated, c)
 			return
 		}
-		if in.IdentityType == "" {
-			in.IdentityType = "user"
-		}
 		writeJSON(w, http.StatusCreated, s.AddConnection(in.Identity, in.IdentityType, in.Platform))
 	default:
 		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")

@@ -84,11 +84,7 @@ func (s *Server) FinishOAuth(state string, allow bool) (OAuthResult, error) {
 	case !allow:
 		f.result.Status, f.result.Error = OAuthFailed, "access_denied"
 	default:
-		kind := f.who.identityType
-		if kind == "" {
-			kind = "user"
-		}
-		c := s.addConnectionLocked(f.who.identity, kind, f.result.Platform)
+		c := s.addConnectionLocked(f.who.identity, f.who.identityType, f.result.Platform)
 		f.result.Status, f.result.Connection = OAuthSuccess, &c
 	}
 	return f.result, nil

@@ -188,7 +188,7 @@ func title(platform string) string {
 }
 
 // AddConnection puts a connection in the vault, as the AuthKit flow would,
-// and returns it with its key.
+// and returns it with its key. An empty identityType means user.
 func (s *Server) AddConnection(identity, identityType, platform string) Connection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,6 +196,9 @@ func (s *Server) AddConnection(identity, identityType, platform string) Connecti
 }
 
 func (s *Server) addConnectionLocked(identity, identityType, platform string) Connection {
+	if identityType == "" {
+		identityType = "user"
+	}
 	var hexKey [16]byte
 	for i := range hexKey {
 		hexKey[i] = byte(s.rand.UintN(256))
@@ -225,9 +228,6 @@ func (s *Server) Connect(requestID int64, connectionDefID int) (Connection, bool
 	who, ok := s.sessions[requestID]
 	if !ok || connectionDefID < 1 || connectionDefID > len(s.connectors) || !s.connectors[connectionDefID-1].authkit {
 		return Connection{}, false
-	}
-	if who.identityType == "" {
-		who.identityType = "user"
 	}
 	return s.addConnectionLocked(who.identity, who.identityType, s.connectors[connectionDefID-1].Platform), true
 }
