@@ -58,14 +58,11 @@ func (s *Server) StartOAuth(requestID int64, connectionDefID int) (string, bool)
 	state := hex.EncodeToString(b[:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	who, ok := s.sessions[requestID]
-	if !ok || connectionDefID < 1 || connectionDefID > len(s.connectors) ||
-		!s.connectors[connectionDefID-1].authkit || len(s.oauth) >= 100_000 {
+	who, platform, ok := s.linkLocked(requestID, connectionDefID)
+	if !ok || len(s.oauth) >= 100_000 {
 		return "", false
 	}
-	s.oauth[state] = &oauthFlow{who: who, result: OAuthResult{
-		State: state, Status: OAuthPending, Platform: s.connectors[connectionDefID-1].Platform,
-	}}
+	s.oauth[state] = &oauthFlow{who: who, result: OAuthResult{State: state, Status: OAuthPending, Platform: platform}}
 	return state, true
 }
 

@@ -225,11 +225,21 @@ func (s *Server) addConnectionLocked(identity, identityType, platform string) Co
 func (s *Server) Connect(requestID int64, connectionDefID int) (Connection, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	who, ok := s.sessions[requestID]
-	if !ok || connectionDefID < 1 || connectionDefID > len(s.connectors) || !s.connectors[connectionDefID-1].authkit {
+	who, platform, ok := s.linkLocked(requestID, connectionDefID)
+	if !ok {
 		return Connection{}, false
 	}
-	return s.addConnectionLocked(who.identity, who.identityType, s.connectors[connectionDefID-1].Platform), true
+	return s.addConnectionLocked(who.identity, who.identityType, platform), true
+}
+
+// linkLocked is whom a token's requestId was issued to and the platform of
+// connectionDefID, if both are known and the connector is in AuthKit.
+func (s *Server) linkLocked(requestID int64, connectionDefID int) (who session, platform string, ok bool) {
+	who, ok = s.sessions[requestID]
+	if !ok || connectionDefID < 1 || connectionDefID > len(s.connectors) || !s.connectors[connectionDefID-1].authkit {
+		return session{}, "", false
+	}
+	return who, s.connectors[connectionDefID-1].Platform, true
 }
 
 // Connections returns the vault.
