@@ -89,13 +89,19 @@ func (s *Server) FinishOAuth(state string, allow bool) (OAuthResult, error) {
 
 // OAuthStatus is where the flow named by state stands.
 func (s *Server) OAuthStatus(state string) (OAuthResult, bool) {
+	f, ok := s.flow(state)
+	return f.result, ok
+}
+
+// flow is a copy of the flow named by state.
+func (s *Server) flow(state string) (oauthFlow, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.oauth[state]
 	if !ok {
-		return OAuthResult{}, false
+		return oauthFlow{}, false
 	}
-	return f.result, true
+	return *f, true
 }
 
 // splitState separates the state the sandbox issued from the return URL that
