@@ -152,11 +152,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, d *dialect, 
 	// Keys in the order encoding/json gives a map.
 	rows := s.authkitRows
 	answer := fmt.Appendf(nil, `{"page":%d,"pages":%d,"requestId":%d,"rows":[`, page, pages(len(rows), limit), requestID)
-	for i, c := range window(len(rows), limit, page) {
+	lo, hi := window(len(rows), limit, page)
+	for i, row := range rows[lo:hi] {
 		if i > 0 {
 			answer = append(answer, ',')
 		}
-		answer = append(answer, rows[c]...)
+		answer = append(answer, row...)
 	}
 	answer = fmt.Appendf(answer, `],"total":%d}`, len(rows))
 	w.Header().Set("Content-Type", "application/json")
@@ -191,11 +192,7 @@ func (s *Server) serveVaultList(w http.ResponseWriter, r *http.Request, d *diale
 			found = append(found, c)
 		}
 	}
-	rows := []Connection{}
-	for _, i := range window(len(found), limit, page) {
-		rows = append(rows, found[i])
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"rows": rows, "total": len(found), "pages": pages(len(found), limit), "page": page})
+	writePage(w, found, limit, page)
 }
 
 func (s *Server) serveVaultItem(w http.ResponseWriter, r *http.Request, d *dialect, id string) {
@@ -230,11 +227,7 @@ func (s *Server) serveConnectors(w http.ResponseWriter, r *http.Request, d *dial
 			found = append(found, c)
 		}
 	}
-	rows := []connector{}
-	for _, i := range window(len(found), limit, page) {
-		rows = append(rows, found[i])
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"rows": rows, "total": len(found), "pages": pages(len(found), limit), "page": page})
+	writePage(w, found, limit, page)
 }
 
 // pagination reads limit and page as the vendor does.
@@ -254,17 +247,28 @@ func pagination(w http.ResponseWriter, r *http.Request, d *dialect, defaultLimit
 	return limit, page, true
 }
 
-// window is the indexes of one page of n items.
-func window(n, limit, page int) []int {
-	var idx []int
-	for i := (page - 1) * limit; i < n && i < page*limit; i++ {
-		idx = append(idx, i)
-	}
-	return idx
+// writePage answers page of found as the vendor's list endpoints do.
+func writePage[T any](w http.ResponseWriter, found []T, limit, page int) {
+	lo, hi := window(len(found), limit, page)
+	rows := append([]T{}, found[lo:hi]...)
+	writeJSON(w, http.StatusOK, map[string]any{"rows": rows, "total": len(found), "pages": pages(len(found), limit), "page": page})
 }
 
+// window is the bounds of one page of n items; empty past the last page.
+func window(n, limit, page int) (lo, hi int) {
+	if page > pages(n, limit) {
+		return n, n
+	}
+	lo = (page - 1) * limit
+	return lo, lo + min(limit, n-lo)
+}
+
+// pages is how many pages of limit items total items make.
 func pages(total, limit int) int {
-	return (total + limit - 1) / limit
+	if total == 0 {
+		return 0
+	}
+	return (total-1)/limit + 1
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
