@@ -113,3 +113,30 @@ func TestPassthroughAsPicaAnswersIt(t *testing.T) {
 		t.Fatalf("echo %v", echo)
 	}
 }
+
+func TestListsPageAndFilter(t *testing.T) {
+	s := New(Options{Connectors: 5})
+	s.AddConnection("alice", "user", "gmail")
+	s.AddConnection("alice", "user", "slack")
+	second := s.AddConnection("alice", "user", "gmail")
+	_, list := call(t, s, "GET", "/v1/vault/connections?platform=gmail&limit=1&page=2", DefaultSecret, "", nil)
+	rows, _ := list["rows"].([]any)
+	if list["total"] != 2.0 || list["pages"] != 2.0 || list["page"] != 2.0 || len(rows) != 1 || rows[0].(map[string]any)["key"] != second.Key {
+		t.Fatalf("gmail page 2: %v", list)
+	}
+	// Past the last page, and an empty vault, are empty arrays, not null.
+	for q, total := range map[string]float64{"limit=2&page=3": 3, "limit=9223372036854775807&page=2": 3, "identity=nobody": 0} {
+		_, past := call(t, s, "GET", "/v1/vault/connections?"+q, DefaultSecret, "", nil)
+		if rows, ok := past["rows"].([]any); !ok || len(rows) != 0 || past["total"] != total {
+			t.Fatalf("no rows (%s): %v", q, past)
+		}
+	}
+	_, enabled := call(t, s, "GET", "/v1/available-connectors?authkit=true&limit=2&page=3", DefaultSecret, "", nil)
+	rows, _ = enabled["rows"].([]any)
+	if enabled["total"] != 5.0 || enabled["pages"] != 3.0 || len(rows) != 1 || rows[0].(map[string]any)["id"] != 5.0 {
+		t.Fatalf("AuthKit connectors page 3: %v", enabled)
+	}
+	if _, all := call(t, s, "GET", "/v1/available-connectors", DefaultSecret, "", nil); all["total"] != 8.0 {
+		t.Fatalf("all connectors: %v", all)
+	}
+}
