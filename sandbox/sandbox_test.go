@@ -101,6 +101,10 @@ func TestPassthroughAsPicaAnswersIt(t *testing.T) {
 	if res.StatusCode != 404 {
 		t.Fatalf("key of the other environment: %d", res.StatusCode)
 	}
+	res, body := call(t, s, "GET", "/v1/passthrough/x", DefaultSecret, "", map[string]string{"X-Pica-Connection-Key": c.Key + "0"})
+	if res.StatusCode != 404 || body["message"] != "Value not found" {
+		t.Fatalf("key not in the vault: %d %v", res.StatusCode, body)
+	}
 	res, echo := call(t, s, "POST", "/v1/passthrough/chat.postMessage?a=1&a=2", DefaultSecret, "hi",
 		map[string]string{"X-Pica-Connection-Key": c.Key, "Cookie": "c=1"})
 	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/octet-stream" ||
