@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"strings"
 )
 
 // The vendor's two dialects. Pica is the original API; One is the same
@@ -65,14 +64,20 @@ func (s *Server) dialectOf(r *http.Request) *dialect {
 	return picaDialect
 }
 
-// picaErrorTypes are the V1 error types and codes by status.
+// picaErrorTypes are the V1 error types, codes and keys by status.
 var picaErrorTypes = map[int]struct {
 	name string
 	code int
+	key  string
 }{
-	400: {"BadRequest", 2000}, 409: {"Conflict", 2001}, 403: {"Forbidden", 2002},
-	500: {"InternalServerError", 2003}, 405: {"MethodNotAllowed", 2004}, 404: {"NotFound", 2005},
-	429: {"TooManyRequests", 2009}, 401: {"Unauthorized", 2010},
+	400: {"BadRequest", 2000, "err::application::bad_request"},
+	409: {"Conflict", 2001, "err::application::conflict"},
+	403: {"Forbidden", 2002, "err::application::forbidden"},
+	500: {"InternalServerError", 2003, "err::application::internal_server_error"},
+	405: {"MethodNotAllowed", 2004, "err::application::method_not_allowed"},
+	404: {"NotFound", 2005, "err::application::not_found"},
+	429: {"TooManyRequests", 2009, "err::application::too_many_requests"},
+	401: {"Unauthorized", 2010, "err::application::unauthorized"},
 }
 
 // writeError answers in the dialect's error envelope: Pica's V1
@@ -103,23 +108,10 @@ func writeError(w http.ResponseWriter, status int, message string) {
 			t = picaErrorTypes[400]
 		}
 	}
-	snake := strings.ToLower(strings.Join(splitCamel(t.name), "_"))
 	writeJSON(w, status, map[string]any{
-		"type": t.name, "code": t.code, "status": status, "key": "err::application::" + snake,
+		"type": t.name, "code": t.code, "status": status, "key": t.key,
 		"message": message, "meta": nil,
 	})
-}
-
-func splitCamel(s string) []string {
-	var words []string
-	start := 0
-	for i := 1; i < len(s); i++ {
-		if s[i] >= 'A' && s[i] <= 'Z' {
-			words = append(words, s[start:i])
-			start = i
-		}
-	}
-	return append(words, s[start:])
 }
 
 // correlationID is a random UUID (version 4), as One's errors carry.
