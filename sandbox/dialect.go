@@ -41,13 +41,13 @@ func (d *dialect) connectionKeyHeader() string { return d.prefix + "Connection-K
 func (d *dialect) actionIDHeader() string      { return d.prefix + "Action-Id" }
 func (d *dialect) passthroughPrefix() string   { return d.prefix + "Passthrough-" }
 
-// validProvider reports whether p names a provider, "" meaning the default.
-func validProvider(p string) bool {
+// checkProvider says why p names no provider; "" means the default.
+func checkProvider(p string) error {
 	switch p {
 	case "", ProviderPica, ProviderOne, ProviderBoth:
-		return true
+		return nil
 	}
-	return false
+	return fmt.Errorf("provider must be pica, one or both, not %q", p)
 }
 
 // dialectOf picks the dialect a request is answered in. With both, a request

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -127,8 +126,8 @@ var platformNames = []string{
 
 // New makes a sandbox with seeded connectors and an empty vault.
 func New(opts Options) *Server {
-	if !validProvider(opts.Provider) {
-		panic("sandbox: unknown provider " + strconv.Quote(opts.Provider))
+	if err := checkProvider(opts.Provider); err != nil {
+		panic("sandbox: " + err.Error())
 	}
 	if opts.Provider == "" {
 		opts.Provider = ProviderPica
