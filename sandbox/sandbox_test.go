@@ -57,6 +57,14 @@ func TestWrongSecretGetsPicasEnvelope(t *testing.T) {
 		body["key"] != "err::application::unauthorized" || body["message"] != "You are not authorized to access this resource" {
 		t.Fatalf("%d %v", res.StatusCode, body)
 	}
+	// The right secret twice is not one secret.
+	req := httptest.NewRequest("GET", "/v1/users/flags", nil)
+	req.Header["X-Pica-Secret"] = []string{DefaultSecret, DefaultSecret}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	if w.Code != 401 {
+		t.Fatalf("two secret headers: %d", w.Code)
+	}
 }
 
 func TestAuthKitPagesAndBothIdentityTypeSpellings(t *testing.T) {
@@ -64,6 +72,9 @@ func TestAuthKitPagesAndBothIdentityTypeSpellings(t *testing.T) {
 	_, page := call(t, s, "POST", "/v1/authkit?limit=2&page=3", DefaultSecret, `{"identity":"a","identity_type":"team"}`, nil)
 	if page["total"] != 5.0 || page["pages"] != 3.0 || page["page"] != 3.0 || len(page["rows"].([]any)) != 1 {
 		t.Fatalf("page 3: %v", page)
+	}
+	if c, ok := s.Connect(int64(page["requestId"].(float64)), 1); !ok || c.Identity != "a" || c.IdentityType != "team" {
+		t.Fatalf("identity_type not taken: %+v", c)
 	}
 	res, _ := call(t, s, "POST", "/v1/authkit", DefaultSecret, `{"identity":"a","identityType":"admin"}`, nil)
 	if res.StatusCode != 400 {
