@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -74,12 +75,7 @@ func (s *Server) servePassthrough(w http.ResponseWriter, r *http.Request, d *dia
 func (s *Server) hasKey(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, c := range s.connections {
-		if c.Key == key {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(s.connections, func(c Connection) bool { return c.Key == key })
 }
 
 // thirdPartyStatus is the status the echoing third party answers with.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -196,19 +197,28 @@ func (s *Server) serveVaultList(w http.ResponseWriter, r *http.Request, d *diale
 }
 
 func (s *Server) serveVaultItem(w http.ResponseWriter, r *http.Request, d *dialect, id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, c := range s.connections {
-		if c.ID != id {
-			continue
-		}
-		if r.Method == http.MethodDelete {
-			s.connections = append(s.connections[:i], s.connections[i+1:]...)
-		}
-		writeJSON(w, http.StatusOK, c)
+	c, ok := s.vaultItem(id, r.Method == http.MethodDelete)
+	if !ok {
+		d.writeError(w, http.StatusNotFound, "Value not found")
 		return
 	}
-	d.writeError(w, http.StatusNotFound, "Value not found")
+	writeJSON(w, http.StatusOK, c)
+}
+
+// vaultItem is the connection id, taken out of the vault if remove. The
+// answer is written after, not under the lock.
+func (s *Server) vaultItem(id string, remove bool) (Connection, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.connections, func(c Connection) bool { return c.ID == id })
+	if i < 0 {
+		return Connection{}, false
+	}
+	c := s.connections[i]
+	if remove {
+		s.connections = slices.Delete(s.connections, i, i+1)
+	}
+	return c, true
 }
 
 func (s *Server) serveConnectors(w http.ResponseWriter, r *http.Request, d *dialect) {
