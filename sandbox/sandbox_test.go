@@ -155,3 +155,20 @@ func TestListsPageAndFilter(t *testing.T) {
 		t.Fatalf("all connectors: %v", all)
 	}
 }
+
+func TestFlagsAndEnvironmentFollowTheAccount(t *testing.T) {
+	for _, white := range []bool{false, true} {
+		_, flags := call(t, New(Options{WhiteLabel: white}), "GET", "/v1/users/flags", DefaultSecret, "", nil)
+		if flags["authkitWhitelist"] != white {
+			t.Fatalf("white label %v: flags %v", white, flags)
+		}
+	}
+	live := "sk_live_1_sandbox0000000000000000"
+	s := New(Options{Secret: live})
+	c := s.AddConnection("alice", "user", "gmail")
+	_, page := call(t, s, "POST", "/v1/authkit", live, `{}`, nil)
+	row, _ := page["rows"].([]any)[0].(map[string]any)
+	if !strings.HasPrefix(c.Key, "live::gmail::") || c.Environment != "live" || row["environment"] != "live" {
+		t.Fatalf("live account: key %q, %s, token row %v", c.Key, c.Environment, row)
+	}
+}
