@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,7 +139,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, d *dialect, 
 		d.writeError(w, http.StatusBadRequest, "Invalid identityType")
 		return
 	}
-	limit, page, ok := pagination(w, r, d, 100)
+	limit, page, ok := pagination(w, r.URL.Query(), d, 100)
 	if !ok {
 		return
 	}
@@ -169,7 +170,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, d *dialect, 
 
 func (s *Server) serveVaultList(w http.ResponseWriter, r *http.Request, d *dialect) {
 	q := r.URL.Query()
-	limit, page, ok := pagination(w, r, d, 20)
+	limit, page, ok := pagination(w, q, d, 20)
 	if !ok {
 		return
 	}
@@ -223,7 +224,7 @@ func (s *Server) vaultItem(id string, remove bool) (Connection, bool) {
 
 func (s *Server) serveConnectors(w http.ResponseWriter, r *http.Request, d *dialect) {
 	q := r.URL.Query()
-	limit, page, ok := pagination(w, r, d, 20)
+	limit, page, ok := pagination(w, q, d, 20)
 	if !ok {
 		return
 	}
@@ -240,18 +241,20 @@ func (s *Server) serveConnectors(w http.ResponseWriter, r *http.Request, d *dial
 	writePage(w, found, limit, page)
 }
 
-// pagination reads limit and page as the vendor does.
-func pagination(w http.ResponseWriter, r *http.Request, d *dialect, defaultLimit int) (limit, page int, ok bool) {
+// pagination reads limit and page as the vendor does; limit is checked first.
+func pagination(w http.ResponseWriter, q url.Values, d *dialect, defaultLimit int) (limit, page int, ok bool) {
 	limit, page = defaultLimit, 1
-	q := r.URL.Query()
-	for name, dst := range map[string]*int{"limit": &limit, "page": &page} {
-		if v := q.Get(name); v != "" {
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"limit", &limit}, {"page", &page}} {
+		if v := q.Get(p.name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
-				d.writeError(w, http.StatusBadRequest, "Invalid "+name)
+				d.writeError(w, http.StatusBadRequest, "Invalid "+p.name)
 				return 0, 0, false
 			}
-			*dst = n
+			*p.dst = n
 		}
 	}
 	return limit, page, true

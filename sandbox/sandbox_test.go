@@ -146,6 +146,12 @@ func TestListsPageAndFilter(t *testing.T) {
 			t.Fatalf("no rows (%s): %v", q, past)
 		}
 	}
+	for q, message := range map[string]string{"page=0": "Invalid page", "limit=x": "Invalid limit", "page=-1&limit=0": "Invalid limit"} {
+		res, body := call(t, s, "GET", "/v1/vault/connections?"+q, DefaultSecret, "", nil)
+		if res.StatusCode != 400 || body["message"] != message {
+			t.Fatalf("%s: %d %v", q, res.StatusCode, body)
+		}
+	}
 	_, enabled := call(t, s, "GET", "/v1/available-connectors?authkit=true&limit=2&page=3", DefaultSecret, "", nil)
 	rows, _ = enabled["rows"].([]any)
 	if enabled["total"] != 5.0 || enabled["pages"] != 3.0 || len(rows) != 1 || rows[0].(map[string]any)["id"] != 5.0 {
