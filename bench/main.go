@@ -65,22 +65,22 @@ func main() {
 	var sandboxSites, pluginSites, sdkPorts []string
 	for _, p := range pages {
 		sandboxSites = append(sandboxSites, fmt.Sprintf("http://127.0.0.1:%d {\n\tpica_sandbox {\n\t\tsecret %s\n\t\tconnectors %d\n\t\tlatency %s\n\t}\n}\n", 19100+p, secret, p*100, *latency))
-		pluginSites = append(pluginSites, fmt.Sprintf("http://127.0.0.1:%d {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:%d\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n", 19200+p, 19100+p))
+		pluginSites = append(pluginSites, authkitSite(19200+p, 19100+p, ""))
 		sdkPorts = append(sdkPorts, fmt.Sprintf("%d=http://127.0.0.1:%d", 19400+p, 19100+p))
 	}
 	global := "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n"
 	sandbox := start(dir, bin, "sandbox", global+strings.Join(sandboxSites, "")+
 		fmt.Sprintf("http://127.0.0.1:19100 {\n\tpica_sandbox {\n\t\tsecret %s\n\t\tconnection bench-user gmail\n\t}\n}\n", secret))
-	pluginGlobal := global
+	admin := "admin off"
 	if *profile != "" {
-		pluginGlobal = strings.Replace(global, "admin off", "admin localhost:19999", 1)
+		admin = "admin localhost:19999"
 	}
 	// The audit trail goes to a file of its own, as the README shows.
-	pluginGlobal = strings.Replace(pluginGlobal, "auto_https off\n", "auto_https off\n\tlog audit {\n\t\tinclude http.handlers.authkit.audit\n\t\toutput file "+
-		filepath.Join(dir, "audit.log")+"\n\t}\n\tlog default {\n\t\texclude http.handlers.authkit.audit\n\t}\n", 1)
+	pluginGlobal := fmt.Sprintf("{\n\t%s\n\tpersist_config off\n\tauto_https off\n"+
+		"\tlog audit {\n\t\tinclude http.handlers.authkit.audit\n\t\toutput file %s\n\t}\n"+
+		"\tlog default {\n\t\texclude http.handlers.authkit.audit\n\t}\n}\n", admin, filepath.Join(dir, "audit.log"))
 	plugin := start(dir, bin, "authkit", pluginGlobal+strings.Join(pluginSites, "")+
-		"http://127.0.0.1:19200 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n"+
-		"http://127.0.0.1:19250 {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:19100\n\t\tidentity {http.request.header.X-User}\n\t\taudit off\n\t}\n}\n")
+		authkitSite(19200, 19100, "")+authkitSite(19250, 19100, "audit off"))
 	bare := start(dir, bin, "bare caddy", global+
 		"http://127.0.0.1:19300 {\n\treverse_proxy 127.0.0.1:19100 {\n\t\theader_up x-pica-secret {env.PICA_SECRET_KEY}\n\t}\n}\n"+
 		"http://127.0.0.1:19301 {\n\trespond 204\n}\n")
@@ -149,6 +149,15 @@ func main() {
 	}
 
 	printReport(report, map[string]*process{"authkit": plugin, "node sdk": sdk, "bare caddy": bare, "sandbox": sandbox})
+}
+
+// authkitSite is a Caddyfile site on port whose authkit handler uses the
+// sandbox on api, with extra lines in its block.
+func authkitSite(port, api int, extra string) string {
+	if extra != "" {
+		extra = "\t\t" + extra + "\n"
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d {\n\tauthkit {\n\t\tsecret {env.PICA_SECRET_KEY}\n\t\tapi http://127.0.0.1:%d\n\t\tidentity {http.request.header.X-User}\n%s\t}\n}\n", port, api, extra)
 }
 
 type process struct {

@@ -66,19 +66,15 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision starts a fresh sandbox.
 func (h *Handler) Provision(caddy.Context) error {
 	secret := caddy.NewReplacer().ReplaceAll(h.Secret, "")
-	if !validProvider(h.Provider) {
-		return fmt.Errorf("pica_sandbox: provider must be pica, one or both, not %q", h.Provider)
+	if err := checkProvider(h.Provider); err != nil {
+		return fmt.Errorf("pica_sandbox: %w", err)
 	}
 	if h.Secret != "" && secret == "" {
 		return fmt.Errorf("pica_sandbox: secret %s is empty", h.Secret)
 	}
 	h.server = New(Options{Secret: secret, Provider: h.Provider, Connectors: h.Connectors, WhiteLabel: h.WhiteLabel, Latency: time.Duration(h.Latency)})
 	for _, c := range h.Connections {
-		kind := c.IdentityType
-		if kind == "" {
-			kind = "user"
-		}
-		h.server.AddConnection(c.Identity, kind, c.Platform)
+		h.server.AddConnection(c.Identity, c.IdentityType, c.Platform)
 	}
 	return nil
 }
@@ -113,8 +109,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Provider) {
 				return d.ArgErr()
 			}
-			if !validProvider(h.Provider) {
-				return d.Errf("provider must be pica, one or both, not %q", h.Provider)
+			if err := checkProvider(h.Provider); err != nil {
+				return d.WrapErr(err)
 			}
 		case "secret":
 			if !d.AllArgs(&h.Secret) {

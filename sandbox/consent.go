@@ -58,11 +58,12 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	result, ok := s.OAuthStatus(state)
+	flow, ok := s.flow(state)
 	if !ok {
 		http.Error(w, ErrUnknownState.Error(), http.StatusBadRequest)
 		return
 	}
+	result := flow.result
 	if r.Method == http.MethodPost {
 		result, err = s.FinishOAuth(state, r.PostFormValue("decision") == "allow")
 		if err != nil {
@@ -74,12 +75,9 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.mu.Lock()
-	identity := s.oauth[state].who.identity
-	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = consentPage.Execute(w, consentView{
-		OAuthResult: result, RawState: raw, Name: title(result.Platform), Identity: identity, Done: result.Status != OAuthPending,
+		OAuthResult: result, RawState: raw, Name: title(result.Platform), Identity: flow.who.identity, Done: result.Status != OAuthPending,
 	})
 }

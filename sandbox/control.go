@@ -23,8 +23,9 @@ import (
 // The routes the stand-in AuthKit iframe calls allow any origin, as it may
 // be served on another origin than the sandbox.
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
-	switch p := r.URL.Path; {
-	case p == "/sandbox/connections" || p == "/sandbox/oauth/start" || strings.HasPrefix(p, "/sandbox/oauth/state/"):
+	p := r.URL.Path
+	iframeRoute := p == "/sandbox/connections" || p == "/sandbox/oauth/start" || strings.HasPrefix(p, "/sandbox/oauth/state/")
+	if iframeRoute {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		if r.Method == http.MethodOptions {
 			w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
@@ -32,7 +33,22 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		s.serveIframeAPI(w, r)
+	}
+	switch {
+	case p == "/sandbox/connections" && r.Method == http.MethodPost:
+		s.postConnection(w, r)
+	case p == "/sandbox/oauth/start" && r.Method == http.MethodPost:
+		s.postOAuthStart(w, r)
+	case strings.HasPrefix(p, "/sandbox/oauth/state/") && r.Method == http.MethodGet:
+		result, ok := s.OAuthStatus(strings.TrimPrefix(p, "/sandbox/oauth/state/"))
+		if !ok {
+			writeError(w, http.StatusNotFound, ErrUnknownState.Error())
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, result)
+	case iframeRoute:
+		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
 	case p == "/sandbox/oauth/authorize":
 		s.serveConsent(w, r)
 	case p == "/sandbox/requests" && r.Method == http.MethodGet:
@@ -47,56 +63,50 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveIframeAPI answers the routes the stand-in iframe calls.
-func (s *Server) serveIframeAPI(w http.ResponseWriter, r *http.Request) {
+// linkRequest names a link session and a connector, as the iframe sends them.
+type linkRequest struct {
+	RequestID       int64 `json:"requestId"`
+	ConnectionDefID int   `json:"connectionDefId"`
+}
+
+// postOAuthStart begins an OAuth flow, as the iframe does for a connector.
+func (s *Server) postOAuthStart(w http.ResponseWriter, r *http.Request) {
+	var in linkRequest
+	if json.NewDecoder(r.Body).Decode(&in) != nil {
+		writeError(w, http.StatusBadRequest, "requestId and connectionDefId are required")
+		return
+	}
+	state, ok := s.StartOAuth(in.RequestID, in.ConnectionDefID)
+	if !ok {
+		writeError(w, http.StatusNotFound, "Unknown link session or connector")
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"state": state, "url": "/sandbox/oauth/authorize?state=" + state})
+}
+
+// postConnection connects an account for a link session's identity, or
+// for the identity it names.
+func (s *Server) postConnection(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		RequestID       int64  `json:"requestId"`
-		ConnectionDefID int    `json:"connectionDefId"`
-		Platform        string `json:"platform"`
-		Identity        string `json:"identity"`
-		IdentityType    string `json:"identityType"`
+		linkRequest
+		Platform     string `json:"platform"`
+		Identity     string `json:"identity"`
+		IdentityType string `json:"identityType"`
 	}
-	switch {
-	case r.URL.Path == "/sandbox/oauth/start" && r.Method == http.MethodPost:
-		if json.NewDecoder(r.Body).Decode(&in) != nil {
-			writeError(w, http.StatusBadRequest, "requestId and connectionDefId are required")
-			return
-		}
-		state, ok := s.StartOAuth(in.RequestID, in.ConnectionDefID)
-		if !ok {
-			writeError(w, http.StatusNotFound, "Unknown link session or connector")
-			return
-		}
-		writeJSON(w, http.StatusCreated, map[string]string{"state": state, "url": "/sandbox/oauth/authorize?state=" + state})
-	case strings.HasPrefix(r.URL.Path, "/sandbox/oauth/state/") && r.Method == http.MethodGet:
-		result, ok := s.OAuthStatus(strings.TrimPrefix(r.URL.Path, "/sandbox/oauth/state/"))
-		if !ok {
-			writeError(w, http.StatusNotFound, ErrUnknownState.Error())
-			return
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		writeJSON(w, http.StatusOK, result)
-	case r.URL.Path == "/sandbox/connections" && r.Method == http.MethodPost:
-		if json.NewDecoder(r.Body).Decode(&in) != nil || (in.Platform == "" && in.RequestID == 0) {
-			writeError(w, http.StatusBadRequest, "requestId and connectionDefId, or platform, are required")
-			return
-		}
-		if in.RequestID != 0 {
-			c, ok := s.Connect(in.RequestID, in.ConnectionDefID)
-			if !ok {
-				writeError(w, http.StatusNotFound, "Unknown link session or connector")
-				return
-			}
-			writeJSON(w, http.StatusCreated, c)
-			return
-		}
-		if in.IdentityType == "" {
-			in.IdentityType = "user"
-		}
+	if json.NewDecoder(r.Body).Decode(&in) != nil || (in.Platform == "" && in.RequestID == 0) {
+		writeError(w, http.StatusBadRequest, "requestId and connectionDefId, or platform, are required")
+		return
+	}
+	if in.RequestID == 0 {
 		writeJSON(w, http.StatusCreated, s.AddConnection(in.Identity, in.IdentityType, in.Platform))
-	default:
-		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
+		return
 	}
+	c, ok := s.Connect(in.RequestID, in.ConnectionDefID)
+	if !ok {
+		writeError(w, http.StatusNotFound, "Unknown link session or connector")
+		return
+	}
+	writeJSON(w, http.StatusCreated, c)
 }
 
 // putFault sets the fault PUT /sandbox/faults/{endpoint} describes.

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"strings"
 )
 
 // The vendor's two dialects. Pica is the original API; One is the same
@@ -42,13 +41,13 @@ func (d *dialect) connectionKeyHeader() string { return d.prefix + "Connection-K
 func (d *dialect) actionIDHeader() string      { return d.prefix + "Action-Id" }
 func (d *dialect) passthroughPrefix() string   { return d.prefix + "Passthrough-" }
 
-// validProvider reports whether p names a provider, "" meaning the default.
-func validProvider(p string) bool {
+// checkProvider says why p names no provider; "" means the default.
+func checkProvider(p string) error {
 	switch p {
 	case "", ProviderPica, ProviderOne, ProviderBoth:
-		return true
+		return nil
 	}
-	return false
+	return fmt.Errorf("provider must be pica, one or both, not %q", p)
 }
 
 // dialectOf picks the dialect a request is answered in. With both, a request
@@ -65,14 +64,20 @@ func (s *Server) dialectOf(r *http.Request) *dialect {
 	return picaDialect
 }
 
-// picaErrorTypes are the V1 error types and codes by status.
+// picaErrorTypes are the V1 error types, codes and keys by status.
 var picaErrorTypes = map[int]struct {
 	name string
 	code int
+	key  string
 }{
-	400: {"BadRequest", 2000}, 409: {"Conflict", 2001}, 403: {"Forbidden", 2002},
-	500: {"InternalServerError", 2003}, 405: {"MethodNotAllowed", 2004}, 404: {"NotFound", 2005},
-	429: {"TooManyRequests", 2009}, 401: {"Unauthorized", 2010},
+	400: {"BadRequest", 2000, "err::application::bad_request"},
+	409: {"Conflict", 2001, "err::application::conflict"},
+	403: {"Forbidden", 2002, "err::application::forbidden"},
+	500: {"InternalServerError", 2003, "err::application::internal_server_error"},
+	405: {"MethodNotAllowed", 2004, "err::application::method_not_allowed"},
+	404: {"NotFound", 2005, "err::application::not_found"},
+	429: {"TooManyRequests", 2009, "err::application::too_many_requests"},
+	401: {"Unauthorized", 2010, "err::application::unauthorized"},
 }
 
 // writeError answers in the dialect's error envelope: Pica's V1
@@ -103,23 +108,10 @@ func writeError(w http.ResponseWriter, status int, message string) {
 			t = picaErrorTypes[400]
 		}
 	}
-	snake := strings.ToLower(strings.Join(splitCamel(t.name), "_"))
 	writeJSON(w, status, map[string]any{
-		"type": t.name, "code": t.code, "status": status, "key": "err::application::" + snake,
+		"type": t.name, "code": t.code, "status": status, "key": t.key,
 		"message": message, "meta": nil,
 	})
-}
-
-func splitCamel(s string) []string {
-	var words []string
-	start := 0
-	for i := 1; i < len(s); i++ {
-		if s[i] >= 'A' && s[i] <= 'Z' {
-			words = append(words, s[start:i])
-			start = i
-		}
-	}
-	return append(words, s[start:])
 }
 
 // correlationID is a random UUID (version 4), as One's errors carry.

@@ -103,6 +103,10 @@ func TestBothDialectsAtOnce(t *testing.T) {
 			t.Fatalf("dialects %v, want %v", dialects, want)
 		}
 	}
+	// Both secret headers: Pica's dialect, so Pica's flags exist.
+	if res, _ := callOne(t, s, "GET", "/v1/users/flags", DefaultSecret, "", map[string]string{"X-Pica-Secret": DefaultSecret}); res.StatusCode != 200 {
+		t.Fatalf("flags with both secret headers: %d", res.StatusCode)
+	}
 }
 
 func TestUnknownProviderPanics(t *testing.T) {

@@ -61,9 +61,11 @@ func sleep(r *http.Request, d time.Duration) bool {
 func (s *Server) takeFault(r *http.Request, endpoint string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.faults[endpoint]
+	name := endpoint
+	f, ok := s.faults[name]
 	if !ok {
-		f, ok = s.faults["*"]
+		name = "*"
+		f, ok = s.faults[name]
 	}
 	if !ok || (f.Page != 0 && r.URL.Query().Get("page") != strconv.Itoa(f.Page)) {
 		return Fault{}, false
@@ -71,11 +73,7 @@ func (s *Server) takeFault(r *http.Request, endpoint string) (Fault, bool) {
 	fault := *f
 	if f.Times > 0 {
 		if f.Times--; f.Times == 0 {
-			for name, g := range s.faults {
-				if g == f {
-					delete(s.faults, name)
-				}
-			}
+			delete(s.faults, name)
 		}
 	}
 	return fault, true

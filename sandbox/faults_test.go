@@ -1,9 +1,14 @@
 package sandbox
 
 import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestFaultsByNameAndOldAlias(t *testing.T) {
@@ -51,5 +56,46 @@ func TestFaultsByNameAndOldAlias(t *testing.T) {
 	}
 	if res, _ := call(t, s, "GET", "/v1/available-connectors", DefaultSecret, "", nil); res.StatusCode != 200 {
 		t.Fatalf("connectors hit by others' faults: %d", res.StatusCode)
+	}
+}
+
+func TestFaultKinds(t *testing.T) {
+	s := New(Options{})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	flags := func(ctx context.Context) (*http.Response, []byte, error) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/users/flags", nil)
+		req.Header.Set("X-Pica-Secret", DefaultSecret)
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		return res, body, err
+	}
+
+	s.SetFault(EndpointFlags, Fault{Reset: true, Times: 1})
+	if _, body, err := flags(context.Background()); err == nil {
+		t.Fatalf("reset: read the whole body %q", body)
+	}
+	s.SetFault(EndpointFlags, Fault{Garbage: true, Times: 1})
+	if res, body, err := flags(context.Background()); err != nil || res.StatusCode != 200 || json.Valid(body) {
+		t.Fatalf("garbage: %v %s", err, body)
+	}
+	// A fault on every endpoint, used up after one request.
+	s.SetFault("*", Fault{Status: 503, RetryAfter: 7, Times: 1})
+	if res, _, err := flags(context.Background()); err != nil || res.StatusCode != 503 || res.Header.Get("Retry-After") != "7" {
+		t.Fatalf("503: %v %v", err, res)
+	}
+	if res, _, err := flags(context.Background()); err != nil || res.StatusCode != 200 {
+		t.Fatalf("after the * fault: %v %v", err, res)
+	}
+	// A delay outlasts a client that gives up.
+	s.SetFault(EndpointFlags, Fault{Delay: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, _, err := flags(ctx); err == nil {
+		t.Fatal("an hour's delay answered")
 	}
 }

@@ -58,14 +58,11 @@ func (s *Server) StartOAuth(requestID int64, connectionDefID int) (string, bool)
 	state := hex.EncodeToString(b[:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	who, ok := s.sessions[requestID]
-	if !ok || connectionDefID < 1 || connectionDefID > len(s.connectors) ||
-		!s.connectors[connectionDefID-1].authkit || len(s.oauth) >= 100_000 {
+	who, platform, ok := s.linkLocked(requestID, connectionDefID)
+	if !ok || len(s.oauth) >= 100_000 {
 		return "", false
 	}
-	s.oauth[state] = &oauthFlow{who: who, result: OAuthResult{
-		State: state, Status: OAuthPending, Platform: s.connectors[connectionDefID-1].Platform,
-	}}
+	s.oauth[state] = &oauthFlow{who: who, result: OAuthResult{State: state, Status: OAuthPending, Platform: platform}}
 	return state, true
 }
 
@@ -84,11 +81,7 @@ func (s *Server) FinishOAuth(state string, allow bool) (OAuthResult, error) {
 	case !allow:
 		f.result.Status, f.result.Error = OAuthFailed, "access_denied"
 	default:
-		kind := f.who.identityType
-		if kind == "" {
-			kind = "user"
-		}
-		c := s.addConnectionLocked(f.who.identity, kind, f.result.Platform)
+		c := s.addConnectionLocked(f.who.identity, f.who.identityType, f.result.Platform)
 		f.result.Status, f.result.Connection = OAuthSuccess, &c
 	}
 	return f.result, nil
@@ -96,13 +89,19 @@ func (s *Server) FinishOAuth(state string, allow bool) (OAuthResult, error) {
 
 // OAuthStatus is where the flow named by state stands.
 func (s *Server) OAuthStatus(state string) (OAuthResult, bool) {
+	f, ok := s.flow(state)
+	return f.result, ok
+}
+
+// flow is a copy of the flow named by state.
+func (s *Server) flow(state string) (oauthFlow, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.oauth[state]
 	if !ok {
-		return OAuthResult{}, false
+		return oauthFlow{}, false
 	}
-	return f.result, true
+	return *f, true
 }
 
 // splitState separates the state the sandbox issued from the return URL that

@@ -142,6 +142,11 @@ func TestIframeIsServed(t *testing.T) {
 		}
 	}
 	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest("HEAD", "/iframe/", nil))
+	if w.Code != 200 || w.Body.Len() != 0 || w.Header().Get("Content-Length") != strconv.Itoa(len(iframePage)) {
+		t.Fatalf("HEAD /iframe/: %d, %d bytes, %v", w.Code, w.Body.Len(), w.Header())
+	}
+	w = httptest.NewRecorder()
 	s.ServeHTTP(w, httptest.NewRequest("GET", "/iframe/secret.txt", nil))
 	if w.Code != 404 {
 		t.Fatalf("/iframe/secret.txt: %d", w.Code)

@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -25,11 +25,7 @@ func (s *Server) servePassthrough(w http.ResponseWriter, r *http.Request, d *dia
 		d.writeError(w, http.StatusNotFound, "Invalid connection header")
 		return
 	}
-	known := false
-	for _, c := range s.Connections() {
-		known = known || c.Key == key
-	}
-	if !known {
+	if !s.hasKey(key) {
 		d.writeError(w, http.StatusNotFound, "Value not found")
 		return
 	}
@@ -66,18 +62,20 @@ func (s *Server) servePassthrough(w http.ResponseWriter, r *http.Request, d *dia
 	thirdParty.Set("Content-Length", strconv.Itoa(len(answer)))
 
 	h := w.Header()
-	names := make([]string, 0, len(thirdParty))
-	for name := range thirdParty {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		h[http.CanonicalHeaderKey(d.passthroughPrefix()+name)] = thirdParty[name]
+	for name, values := range thirdParty {
+		h[http.CanonicalHeaderKey(d.passthroughPrefix()+name)] = values
 	}
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Length", strconv.Itoa(len(answer)))
 	w.WriteHeader(status)
 	_, _ = w.Write(answer)
+}
+
+// hasKey reports whether a connection in the vault has key.
+func (s *Server) hasKey(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.connections, func(c Connection) bool { return c.Key == key })
 }
 
 // thirdPartyStatus is the status the echoing third party answers with.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -137,7 +139,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, d *dialect, 
 		d.writeError(w, http.StatusBadRequest, "Invalid identityType")
 		return
 	}
-	limit, page, ok := pagination(w, r, d, 100)
+	limit, page, ok := pagination(w, r.URL.Query(), d, 100)
 	if !ok {
 		return
 	}
@@ -152,11 +154,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, d *dialect, 
 	// Keys in the order encoding/json gives a map.
 	rows := s.authkitRows
 	answer := fmt.Appendf(nil, `{"page":%d,"pages":%d,"requestId":%d,"rows":[`, page, pages(len(rows), limit), requestID)
-	for i, c := range window(len(rows), limit, page) {
+	lo, hi := window(len(rows), limit, page)
+	for i, row := range rows[lo:hi] {
 		if i > 0 {
 			answer = append(answer, ',')
 		}
-		answer = append(answer, rows[c]...)
+		answer = append(answer, row...)
 	}
 	answer = fmt.Appendf(answer, `],"total":%d}`, len(rows))
 	w.Header().Set("Content-Type", "application/json")
@@ -167,7 +170,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, d *dialect, 
 
 func (s *Server) serveVaultList(w http.ResponseWriter, r *http.Request, d *dialect) {
 	q := r.URL.Query()
-	limit, page, ok := pagination(w, r, d, 20)
+	limit, page, ok := pagination(w, q, d, 20)
 	if !ok {
 		return
 	}
@@ -191,32 +194,37 @@ func (s *Server) serveVaultList(w http.ResponseWriter, r *http.Request, d *diale
 			found = append(found, c)
 		}
 	}
-	rows := []Connection{}
-	for _, i := range window(len(found), limit, page) {
-		rows = append(rows, found[i])
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"rows": rows, "total": len(found), "pages": pages(len(found), limit), "page": page})
+	writePage(w, found, limit, page)
 }
 
 func (s *Server) serveVaultItem(w http.ResponseWriter, r *http.Request, d *dialect, id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, c := range s.connections {
-		if c.ID != id {
-			continue
-		}
-		if r.Method == http.MethodDelete {
-			s.connections = append(s.connections[:i], s.connections[i+1:]...)
-		}
-		writeJSON(w, http.StatusOK, c)
+	c, ok := s.vaultItem(id, r.Method == http.MethodDelete)
+	if !ok {
+		d.writeError(w, http.StatusNotFound, "Value not found")
 		return
 	}
-	d.writeError(w, http.StatusNotFound, "Value not found")
+	writeJSON(w, http.StatusOK, c)
+}
+
+// vaultItem is the connection id, taken out of the vault if remove. The
+// answer is written after, not under the lock.
+func (s *Server) vaultItem(id string, remove bool) (Connection, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.connections, func(c Connection) bool { return c.ID == id })
+	if i < 0 {
+		return Connection{}, false
+	}
+	c := s.connections[i]
+	if remove {
+		s.connections = slices.Delete(s.connections, i, i+1)
+	}
+	return c, true
 }
 
 func (s *Server) serveConnectors(w http.ResponseWriter, r *http.Request, d *dialect) {
 	q := r.URL.Query()
-	limit, page, ok := pagination(w, r, d, 20)
+	limit, page, ok := pagination(w, q, d, 20)
 	if !ok {
 		return
 	}
@@ -230,41 +238,50 @@ func (s *Server) serveConnectors(w http.ResponseWriter, r *http.Request, d *dial
 			found = append(found, c)
 		}
 	}
-	rows := []connector{}
-	for _, i := range window(len(found), limit, page) {
-		rows = append(rows, found[i])
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"rows": rows, "total": len(found), "pages": pages(len(found), limit), "page": page})
+	writePage(w, found, limit, page)
 }
 
-// pagination reads limit and page as the vendor does.
-func pagination(w http.ResponseWriter, r *http.Request, d *dialect, defaultLimit int) (limit, page int, ok bool) {
+// pagination reads limit and page as the vendor does; limit is checked first.
+func pagination(w http.ResponseWriter, q url.Values, d *dialect, defaultLimit int) (limit, page int, ok bool) {
 	limit, page = defaultLimit, 1
-	q := r.URL.Query()
-	for name, dst := range map[string]*int{"limit": &limit, "page": &page} {
-		if v := q.Get(name); v != "" {
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"limit", &limit}, {"page", &page}} {
+		if v := q.Get(p.name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
-				d.writeError(w, http.StatusBadRequest, "Invalid "+name)
+				d.writeError(w, http.StatusBadRequest, "Invalid "+p.name)
 				return 0, 0, false
 			}
-			*dst = n
+			*p.dst = n
 		}
 	}
 	return limit, page, true
 }
 
-// window is the indexes of one page of n items.
-func window(n, limit, page int) []int {
-	var idx []int
-	for i := (page - 1) * limit; i < n && i < page*limit; i++ {
-		idx = append(idx, i)
-	}
-	return idx
+// writePage answers page of found as the vendor's list endpoints do.
+func writePage[T any](w http.ResponseWriter, found []T, limit, page int) {
+	lo, hi := window(len(found), limit, page)
+	rows := append([]T{}, found[lo:hi]...)
+	writeJSON(w, http.StatusOK, map[string]any{"rows": rows, "total": len(found), "pages": pages(len(found), limit), "page": page})
 }
 
+// window is the bounds of one page of n items; empty past the last page.
+func window(n, limit, page int) (lo, hi int) {
+	if page > pages(n, limit) {
+		return n, n
+	}
+	lo = (page - 1) * limit
+	return lo, lo + min(limit, n-lo)
+}
+
+// pages is how many pages of limit items total items make.
 func pages(total, limit int) int {
-	return (total + limit - 1) / limit
+	if total == 0 {
+		return 0
+	}
+	return (total-1)/limit + 1
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -127,8 +126,8 @@ var platformNames = []string{
 
 // New makes a sandbox with seeded connectors and an empty vault.
 func New(opts Options) *Server {
-	if !validProvider(opts.Provider) {
-		panic("sandbox: unknown provider " + strconv.Quote(opts.Provider))
+	if err := checkProvider(opts.Provider); err != nil {
+		panic("sandbox: " + err.Error())
 	}
 	if opts.Provider == "" {
 		opts.Provider = ProviderPica
@@ -188,7 +187,7 @@ func title(platform string) string {
 }
 
 // AddConnection puts a connection in the vault, as the AuthKit flow would,
-// and returns it with its key.
+// and returns it with its key. An empty identityType means user.
 func (s *Server) AddConnection(identity, identityType, platform string) Connection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,6 +195,9 @@ func (s *Server) AddConnection(identity, identityType, platform string) Connecti
 }
 
 func (s *Server) addConnectionLocked(identity, identityType, platform string) Connection {
+	if identityType == "" {
+		identityType = "user"
+	}
 	var hexKey [16]byte
 	for i := range hexKey {
 		hexKey[i] = byte(s.rand.UintN(256))
@@ -222,14 +224,21 @@ func (s *Server) addConnectionLocked(identity, identityType, platform string) Co
 func (s *Server) Connect(requestID int64, connectionDefID int) (Connection, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	who, ok := s.sessions[requestID]
-	if !ok || connectionDefID < 1 || connectionDefID > len(s.connectors) || !s.connectors[connectionDefID-1].authkit {
+	who, platform, ok := s.linkLocked(requestID, connectionDefID)
+	if !ok {
 		return Connection{}, false
 	}
-	if who.identityType == "" {
-		who.identityType = "user"
+	return s.addConnectionLocked(who.identity, who.identityType, platform), true
+}
+
+// linkLocked is whom a token's requestId was issued to and the platform of
+// connectionDefID, if both are known and the connector is in AuthKit.
+func (s *Server) linkLocked(requestID int64, connectionDefID int) (who session, platform string, ok bool) {
+	who, ok = s.sessions[requestID]
+	if !ok || connectionDefID < 1 || connectionDefID > len(s.connectors) || !s.connectors[connectionDefID-1].authkit {
+		return session{}, "", false
 	}
-	return s.addConnectionLocked(who.identity, who.identityType, s.connectors[connectionDefID-1].Platform), true
+	return who, s.connectors[connectionDefID-1].Platform, true
 }
 
 // Connections returns the vault.
