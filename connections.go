@@ -75,7 +75,7 @@ func (page vaultPage) ownedBy(id identity, keys bool) []byte {
 // forced by the gateway; the client chooses only platform, limit and page.
 // Rows the vendor returns for anyone else are dropped, in case a filter is
 // ignored.
-func (a *AuthKit) serveConnections(w http.ResponseWriter, r *http.Request, id identity) error {
+func (a *AuthKit) serveConnections(ctx context.Context, w http.ResponseWriter, r *http.Request, id identity) error {
 	a.renewGeneration(id) // what the caller sees is what keyless resolves next
 	q := r.URL.Query()
 	query := url.Values{"identity": {id.ID}, "identityType": {id.Type}}
@@ -88,7 +88,7 @@ func (a *AuthKit) serveConnections(w http.ResponseWriter, r *http.Request, id id
 	if err := copyPaging(q, query); err != nil {
 		return err
 	}
-	page, err := a.pica.vaultList(r.Context(), query)
+	page, err := a.pica.vaultList(ctx, query)
 	if err != nil {
 		return err
 	}
@@ -98,12 +98,12 @@ func (a *AuthKit) serveConnections(w http.ResponseWriter, r *http.Request, id id
 
 // deleteConnection deletes a connection the caller owns. Anyone else's, or
 // an unknown id, is a 404 alike, so the answer reveals nothing.
-func (a *AuthKit) deleteConnection(w http.ResponseWriter, r *http.Request, id identity, connectionID string) (err error) {
+func (a *AuthKit) deleteConnection(ctx context.Context, w http.ResponseWriter, r *http.Request, id identity, connectionID string) (err error) {
 	rec := newAudit(connectionRoute, id)
 	rec.connectionID = connectionID
 	defer a.audit(r, rec, &err)
 	notFound := newError(http.StatusNotFound, "connection_not_found", "no such connection for the caller")
-	conn, found, err := a.pica.vaultGet(r.Context(), connectionID)
+	conn, found, err := a.pica.vaultGet(ctx, connectionID)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (a *AuthKit) deleteConnection(w http.ResponseWriter, r *http.Request, id id
 	}
 	// Deleted or not, the caller's cached answers about it are stale.
 	defer a.forgetConnections(id)
-	if found, err = a.pica.vaultDelete(context.WithoutCancel(r.Context()), connectionID); err != nil {
+	if found, err = a.pica.vaultDelete(context.WithoutCancel(ctx), connectionID); err != nil {
 		return err
 	}
 	if !found {

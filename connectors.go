@@ -12,7 +12,7 @@ const connectorsTTL = 30 * time.Second
 
 // serveConnectors lists the connectors enabled in AuthKit; the answer is the
 // same for every caller, so it is cached briefly.
-func (a *AuthKit) serveConnectors(w http.ResponseWriter, r *http.Request) error {
+func (a *AuthKit) serveConnectors(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	query := url.Values{"authkit": {"true"}}
 	for _, name := range []string{"platform", "category"} {
@@ -26,7 +26,7 @@ func (a *AuthKit) serveConnectors(w http.ResponseWriter, r *http.Request) error 
 	if err := copyPaging(q, query); err != nil {
 		return err
 	}
-	body, err := a.connectors.load(r.Context(), query.Encode(), func(ctx context.Context) ([]byte, bool, error) {
+	body, err := a.connectors.load(ctx, query.Encode(), func(ctx context.Context) ([]byte, bool, error) {
 		body, err := a.pica.connectors(ctx, query)
 		return body, true, err
 	})

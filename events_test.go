@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ var recorded = make(chan caddy.Event, 4096)
 
 // recorderGate, when not nil, holds the recorder until it is closed: a
 // slow event handler.
-var recorderGate chan struct{}
+var recorderGate atomic.Pointer[chan struct{}]
 
 // testRecorder is a test-only event handler that hands events to the test.
 type testRecorder struct{}
@@ -37,8 +38,8 @@ func (testRecorder) CaddyModule() caddy.ModuleInfo {
 }
 
 func (testRecorder) Handle(_ context.Context, e caddy.Event) error {
-	if gate := recorderGate; gate != nil {
-		<-gate
+	if gate := recorderGate.Load(); gate != nil {
+		<-*gate
 	}
 	select {
 	case recorded <- e:
@@ -203,8 +204,8 @@ func TestReconnectIsSignalledToTheBrowserAndAsAnEvent(t *testing.T) {
 
 func TestSlowEventHandlersNeverSlowRequests(t *testing.T) {
 	gate := make(chan struct{})
-	recorderGate = gate
-	defer func() { recorderGate = nil }()
+	recorderGate.Store(&gate)
+	defer recorderGate.Store(nil)
 	g := startGatewayWithEvents(t, "")
 	released := false
 	release := func() {

@@ -98,6 +98,8 @@ func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg s
 		a.auditRefused(r, rt, err)
 		return err
 	}
+	ctx, done := workContext(r)
+	defer done()
 	if rt == passthroughRoute {
 		// The confinement check reads the path as the client escaped it.
 		escaped := r.URL.EscapedPath()
@@ -105,22 +107,22 @@ func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg s
 		if !strings.HasPrefix(escaped, base) {
 			return newError(http.StatusBadRequest, "path_invalid", "the passthrough path is malformed")
 		}
-		return a.servePassthrough(w, r, id, escaped[len(base):])
+		return a.servePassthrough(ctx, w, r, id, escaped[len(base):])
 	}
 	if err := a.discardBody(r); err != nil {
 		return err
 	}
 	switch rt {
 	case tokenRoute:
-		return a.serveToken(w, r, id)
+		return a.serveToken(ctx, w, r, id)
 	case ticketRoute:
 		return a.serveTicket(w, r, id)
 	case connectionsRoute:
-		return a.serveConnections(w, r, id)
+		return a.serveConnections(ctx, w, r, id)
 	case connectionRoute:
-		return a.deleteConnection(w, r, id, arg)
+		return a.deleteConnection(ctx, w, r, id, arg)
 	case connectorsRoute:
-		return a.serveConnectors(w, r)
+		return a.serveConnectors(ctx, w, r)
 	}
 	panic(fmt.Sprintf("authkit: route %q has no handler", rt.name))
 }

@@ -1,16 +1,12 @@
 package caddyauthkit
 
 import (
-	"context"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
-	"net/http"
 	"sync"
-
-	"github.com/caddyserver/caddy/v2"
 )
 
 // Purposes of the keys derived from the secret. Every instance that holds
@@ -57,16 +53,4 @@ func (k *keyedHash) sum(s string) string {
 	out := hex.EncodeToString(mac.Sum(sum[:0])[:8])
 	k.macs.Put(mac)
 	return out
-}
-
-// requestID is Caddy's id of the request ({http.request.uuid}), for logs.
-func requestID(r *http.Request) string { return requestIDOf(r.Context()) }
-
-func requestIDOf(ctx context.Context) string {
-	repl, _ := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl == nil {
-		return ""
-	}
-	id, _ := repl.GetString("http.request.uuid")
-	return id
 }

@@ -25,6 +25,7 @@ type metrics struct {
 	inFlight      prometheus.Gauge
 	overloaded    prometheus.Counter
 	eventsDropped prometheus.Counter
+	reconnects    prometheus.Counter
 
 	// counters caches requests' counters: the hot path skips formatting
 	// the code and hashing the labels.
@@ -82,6 +83,10 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "events_dropped_total",
 			Help: "Events dropped because their handlers were too slow to keep up.",
 		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "reconnect_signals_total",
+			Help: "Passthrough answers where the third party refused a user's grant (401), signalled to the browser with AuthKit-Reconnect.",
+		}),
 	}
 	if registry != nil {
 		if err := m.register(registry); err != nil {
@@ -107,6 +112,7 @@ func (m *metrics) register(registry *prometheus.Registry) error {
 		registerInto(registry, &m.inFlight),
 		registerInto(registry, &m.overloaded),
 		registerInto(registry, &m.eventsDropped),
+		registerInto(registry, &m.reconnects),
 	)
 }
 
@@ -123,12 +129,24 @@ func registerInto[C prometheus.Collector](registry *prometheus.Registry, c *C) e
 }
 
 func (m *metrics) request(r *http.Request, route string, status int) {
-	key := requestLabels{serverName(r), route, r.Method, status}
+	key := requestLabels{serverName(r), route, methodLabel(r.Method), status}
 	c, ok := m.counters.Load(key)
 	if !ok {
-		c, _ = m.counters.LoadOrStore(key, m.requests.WithLabelValues(key.server, route, r.Method, strconv.Itoa(status)))
+		c, _ = m.counters.LoadOrStore(key, m.requests.WithLabelValues(key.server, route, key.method, strconv.Itoa(status)))
 	}
 	c.(prometheus.Counter).Inc()
+}
+
+// methodLabel is the method as a label value: one of the standard methods,
+// or OTHER, as Caddy's own metrics have it. A client's made-up methods must
+// not each grow a new series.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
 }
 
 func (m *metrics) vendorCall(endpoint, outcome string, d time.Duration) {

@@ -23,6 +23,7 @@ type checkedCall struct {
 	actionID      string
 	platform      string
 	connectionID  string // known when X-AuthKit-Connection named the connection
+	requestID     string // Caddy's, for the transport's log line
 }
 
 type checkedCallKey struct{}
@@ -30,7 +31,7 @@ type checkedCallKey struct{}
 // servePassthrough proxies a call to the vendor's Passthrough API once the
 // path is confined, the headers are unambiguous, the allow-lists pass and
 // the connection is the caller's.
-func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id identity, rest string) (err error) {
+func (a *AuthKit) servePassthrough(ctx context.Context, w http.ResponseWriter, r *http.Request, id identity, rest string) (err error) {
 	rec := newAudit(passthroughRoute, id)
 	defer a.audit(r, rec, &err)
 	upstreamPath, err := confinePath(rest)
@@ -40,10 +41,11 @@ func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id id
 	if err := refuseHopByHop(r.Header); err != nil {
 		return err
 	}
-	call, err := a.checkPassthrough(r, id)
+	call, err := a.checkPassthrough(ctx, r, id)
 	if err != nil {
 		return err
 	}
+	call.requestID = requestIDOf(ctx)
 	rec.platform, rec.connectionID, rec.path = call.platform, call.connectionID, upstreamPath
 	if err := pinBody(r, call); err != nil {
 		return err
@@ -79,6 +81,9 @@ func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id id
 	}
 	a.metrics.request(r, passthroughRoute.name, tw.status)
 	rec.status, rec.bytes, rec.reconnect = tw.status, tw.bytes, w.Header().Get("AuthKit-Reconnect") != ""
+	if rec.reconnect {
+		a.metrics.reconnects.Inc()
+	}
 	if err != nil {
 		// The answer has begun: Caddy logs the failure, nothing more can be said.
 		return streamError{err}
@@ -89,7 +94,7 @@ func (a *AuthKit) servePassthrough(w http.ResponseWriter, r *http.Request, id id
 // checkPassthrough reads the connection key and action id (under either
 // dialect's name, each exactly once), and checks them against the
 // allow-lists and the caller's ownership.
-func (a *AuthKit) checkPassthrough(r *http.Request, id identity) (*checkedCall, error) {
+func (a *AuthKit) checkPassthrough(ctx context.Context, r *http.Request, id identity) (*checkedCall, error) {
 	key, err := singleValue(r.Header, connectionKeyHeaders)
 	if err != nil {
 		return nil, err
@@ -107,7 +112,7 @@ func (a *AuthKit) checkPassthrough(r *http.Request, id identity) (*checkedCall, 
 		if key != "" {
 			return nil, newError(http.StatusBadRequest, "header_ambiguous", "send either a connection key or "+keylessHeader+", not both")
 		}
-		resolved, err := a.resolveConnection(r.Context(), id, keyless)
+		resolved, err := a.resolveConnection(ctx, id, keyless)
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +139,7 @@ func (a *AuthKit) checkPassthrough(r *http.Request, id identity) (*checkedCall, 
 		}
 	}
 	if a.ownershipOn && connectionID == "" { // a resolved key is the caller's by construction
-		if err := a.checkOwnership(r.Context(), id, key); err != nil {
+		if err := a.checkOwnership(ctx, id, key); err != nil {
 			return nil, err
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -108,9 +107,6 @@ func (p *picaClient) acquire() (release func(), err error) {
 func (p *picaClient) do(ctx context.Context, call vendorCall) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	if ctx.Value(caddy.ReplacerCtxKey) == nil { // the transport may need one
-		ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddy.NewReplacer())
-	}
 	release, err := p.acquire()
 	if err != nil {
 		return nil, err

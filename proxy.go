@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,7 +68,20 @@ func (a *AuthKit) provisionProxy(ctx caddy.Context) (http.RoundTripper, error) {
 	a.proxy = mod.(*reverseproxy.Handler)
 	transport := a.proxy.Transport
 	a.proxy.Transport = &vendorTransport{next: transport, provider: a.provider, secret: a.secret, logger: a.logger}
-	return transport, nil
+	return ownCallTransport{transport}, nil
+}
+
+// ownCallTransport carries the module's own calls to the vendor over the
+// proxy's transport. Caddy's transport reads a Replacer from the request's
+// context and may write to its vars (the forward proxy it used), so each
+// call gets a fresh pair: the module's calls run on workers, and a request's
+// own pair belongs to its goroutine.
+type ownCallTransport struct{ next http.RoundTripper }
+
+func (t ownCallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, make(map[string]any))
+	return t.next.RoundTrip(req.WithContext(ctx))
 }
 
 func dialAddress(u *url.URL) string {
@@ -120,7 +134,7 @@ func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			zap.Int("vendor_status", vendorStatus),
 			zap.String("code", failure.Code),
 			zap.String("vendor_correlation_id", failure.VendorCorrelationID),
-			zap.String("request_id", requestIDOf(req.Context())))
+			zap.String("request_id", call.requestID))
 	}
 	return res, nil
 }

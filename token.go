@@ -26,7 +26,7 @@ const (
 // serveToken answers the token route: all pages merged as the Pica Node
 // SDK does, or with page and limit in the query (the One widget always
 // pages), that page as the vendor sent it.
-func (a *AuthKit) serveToken(w http.ResponseWriter, r *http.Request, id identity) (err error) {
+func (a *AuthKit) serveToken(ctx context.Context, w http.ResponseWriter, r *http.Request, id identity) (err error) {
 	defer a.audit(r, newAudit(tokenRoute, id), &err)
 	a.renewGeneration(id) // the widget may connect another account
 	var page, limit string
@@ -39,7 +39,7 @@ func (a *AuthKit) serveToken(w http.ResponseWriter, r *http.Request, id identity
 			return err
 		}
 	}
-	body, err := a.tokens.token(r.Context(), id, page, limit)
+	body, err := a.tokens.token(ctx, id, page, limit)
 	if err != nil {
 		return err
 	}
