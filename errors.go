@@ -95,6 +95,7 @@ func (a *AuthKit) writeError(w http.ResponseWriter, r *http.Request, rt *route, 
 			zap.String("request_id", requestID(r)))
 	}
 	a.metrics.request(r, rt.name, body.Status)
+	a.metrics.failed(rt.name, body.Code)
 	if body.Status == http.StatusForbidden || body.Status == http.StatusUnauthorized {
 		a.metrics.denied(body.Code)
 	}

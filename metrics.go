@@ -22,6 +22,7 @@ type metrics struct {
 	cacheMisses   prometheus.Counter
 	evictions     prometheus.Counter
 	denials       *prometheus.CounterVec
+	errors        *prometheus.CounterVec
 	inFlight      prometheus.Gauge
 	overloaded    prometheus.Counter
 	eventsDropped prometheus.Counter
@@ -71,6 +72,10 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "denials_total",
 			Help: "Requests refused for the caller's own reasons (401 and 403), by reason.",
 		}, []string{"reason"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "errors_total",
+			Help: "Error answers in the gateway's envelope, by route and code (vendor_rejected_secret, vendor_unavailable, overloaded, ...).",
+		}, []string{"route", "code"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "vendor_calls_in_flight",
 			Help: "Calls to the vendor in flight, passthrough included.",
@@ -109,6 +114,7 @@ func (m *metrics) register(registry *prometheus.Registry) error {
 		registerInto(registry, &m.cache),
 		registerInto(registry, &m.evictions),
 		registerInto(registry, &m.denials),
+		registerInto(registry, &m.errors),
 		registerInto(registry, &m.inFlight),
 		registerInto(registry, &m.overloaded),
 		registerInto(registry, &m.eventsDropped),
@@ -166,3 +172,5 @@ func (m *metrics) cacheLookup(hit bool) {
 func (m *metrics) cacheEviction() { m.evictions.Inc() }
 
 func (m *metrics) denied(reason string) { m.denials.WithLabelValues(reason).Inc() }
+
+func (m *metrics) failed(route, code string) { m.errors.WithLabelValues(route, code).Inc() }

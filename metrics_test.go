@@ -1,6 +1,7 @@
 package caddyauthkit
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -147,4 +148,43 @@ func TestMetricsInFlightAndOverloaded(t *testing.T) {
 	m = scrape(t)
 	expectMetric(t, m, `caddy_authkit_vendor_calls_in_flight`, 0)
 	expectMetric(t, m, `caddy_authkit_requests_total{code="503",method="GET",route="connectors",server="srv0"}`, 1)
+}
+
+// seriesOf counts the series of one metric in an exposition.
+func seriesOf(exposition, name string) int {
+	n := 0
+	for line := range strings.SplitSeq(exposition, "\n") {
+		if strings.HasPrefix(line, name+"{") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMetricsMadeUpMethodsAddNoSeries: 40 made-up methods, sent without
+// signing in to every route, end in one OTHER series per route and status,
+// as Caddy's own metrics fold them: a client cannot grow Caddy's memory.
+func TestMetricsMadeUpMethodsAddNoSeries(t *testing.T) {
+	g := startGateway(t, nil, "")
+	paths := []string{"/authkit/token", "/authkit/ticket", "/authkit/connections", "/authkit/connections/x",
+		"/authkit/connectors", "/authkit/passthrough/x", "/authkit/nowhere"}
+	send := func(method string) {
+		for _, path := range paths {
+			g.do(request{method: method, url: headerURL + path})
+		}
+	}
+	send("BREW")
+	before := seriesOf(scrape(t), "caddy_authkit_requests_total")
+	for i := range 40 {
+		send(fmt.Sprintf("MADEUP%d", i))
+	}
+	m := scrape(t)
+	if after := seriesOf(m, "caddy_authkit_requests_total"); after != before {
+		t.Fatalf("made-up methods grew caddy_authkit_requests_total from %d to %d series:\n%s", before, after, authkitLines(m))
+	}
+	if strings.Contains(m, `method="MADEUP`) || strings.Contains(m, `method="BREW"`) {
+		t.Fatalf("a client's method is a label value:\n%s", authkitLines(m))
+	}
+	expectMetric(t, m, `caddy_authkit_requests_total{code="405",method="OTHER",route="token",server="srv1"}`, 41)
+	expectMetric(t, m, `caddy_authkit_errors_total{code="method_not_allowed",route="token"}`, 41)
 }

@@ -67,7 +67,7 @@ func (a *AuthKit) provisionProxy(ctx caddy.Context) (http.RoundTripper, error) {
 	}
 	a.proxy = mod.(*reverseproxy.Handler)
 	transport := a.proxy.Transport
-	a.proxy.Transport = &vendorTransport{next: transport, provider: a.provider, secret: a.secret, logger: a.logger}
+	a.proxy.Transport = &vendorTransport{next: transport, provider: a.provider, secret: a.secret, logger: a.logger, metrics: a.metrics}
 	return ownCallTransport{transport}, nil
 }
 
@@ -104,6 +104,7 @@ type vendorTransport struct {
 	provider *provider
 	secret   string
 	logger   *zap.Logger
+	metrics  *metrics
 }
 
 func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -124,12 +125,21 @@ func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if call.actionID != "" {
 		out.Header.Set(t.provider.actionIDHeader, call.actionID)
 	}
+	start := time.Now()
 	res, err := t.next.RoundTrip(out)
 	if err != nil {
+		t.metrics.vendorCall(endpointPassthrough, "error", time.Since(start))
 		return nil, err
 	}
 	vendorStatus := res.StatusCode
-	if failure := adaptResponse(res, t.secret, call); failure != nil && failure.Status >= 500 {
+	failure := adaptResponse(res, t.secret, call)
+	outcome := outcomeRelayed
+	if failure != nil {
+		outcome = strconv.Itoa(vendorStatus)
+		t.metrics.failed(passthroughRoute.name, failure.Code)
+	}
+	t.metrics.vendorCall(endpointPassthrough, outcome, time.Since(start))
+	if failure != nil && failure.Status >= 500 {
 		t.logger.Error("vendor failed a passthrough call",
 			zap.Int("vendor_status", vendorStatus),
 			zap.String("code", failure.Code),
@@ -138,6 +148,11 @@ func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return res, nil
 }
+
+// outcomeRelayed is the latency metric's outcome of a passthrough answer
+// that is a third party's, relayed with its own status, and so says nothing
+// of the vendor's health.
+const outcomeRelayed = "relayed"
 
 // adaptResponse restores the third party's Content-Type, flags a third
 // party's 401 as a grant to renew, and replaces an error of the vendor's own
