@@ -19,59 +19,49 @@ const (
 // began; the caller saw the status, then a cut.
 const codeStreamBroken = "stream_broken"
 
-// auditRecord is one audited request: filled in as facts become known, and
-// ended once, by a.audit, when the handler returns.
-type auditRecord struct {
-	route        *route
-	id           identity
-	start        time.Time
-	platform     string
-	connectionID string
-	path         string // upstream path of a passthrough call, without query
-	status       int    // set when the answer was written by someone else
-	bytes        int64
-	reconnect    bool
-}
-
-// newAudit starts the record of a request on rt by id.
-func newAudit(rt *route, id identity) *auditRecord {
-	return &auditRecord{route: rt, id: id, start: time.Now()}
-}
-
-// audit ends rec with the handler's error: one info line on the audit
-// logger (when audit is on) and the matching Caddy events. It is meant to
-// be deferred with a pointer to the handler's named error.
-func (a *AuthKit) audit(r *http.Request, rec *auditRecord, errp *error) {
-	var err error
-	if errp != nil {
-		err = *errp
+// audit records a request once its route is done: one info line on the
+// audit logger (when audit is on) and the matching Caddy events, for every
+// request on an audited route and every denial. Requests refused before
+// the caller was asked for (404, 405) are not audited. broken: err came
+// after the answer had begun.
+func (a *AuthKit) audit(rq *request, w *recorder, err error, broken bool) {
+	if !rq.identified {
+		return
 	}
-	status, code := rec.status, ""
-	if _, started := err.(streamError); started && status != 0 {
+	status, code := w.status, ""
+	switch {
+	case broken:
 		code = codeStreamBroken // the status was sent, the answer cut short
-	} else if err != nil {
+	case err != nil:
 		body := errorBody(err)
 		status, code = body.Status, body.Code
 	}
-	if status == 0 {
-		status = http.StatusOK
+	reconnect := w.Header().Get("AuthKit-Reconnect") != ""
+	if reconnect {
+		a.metrics.reconnects.Inc()
 	}
-	outcome := auditOutcome(status, code, rec.reconnect)
-	names := rec.eventNames(outcome)
+	outcome := auditOutcome(status, code, reconnect)
+	if outcome == outcomeDenied && status/100 == 4 && status != http.StatusNotFound {
+		a.metrics.denied(code)
+	}
+	if !rq.route.audited && outcome != outcomeDenied {
+		return
+	}
+	names := eventNames(rq.route, outcome)
 	if a.auditLog == nil && !a.events.wanted(names) {
 		return
 	}
 	fact := auditFact{
-		route: rec.route.name, outcome: outcome, status: status, code: code,
-		identityType: rec.id.Type, platform: rec.platform, connectionID: rec.connectionID,
-		method: r.Method, path: rec.path, bytes: rec.bytes, duration: time.Since(rec.start),
-		requestID: requestID(r),
+		route: rq.route.name, outcome: outcome, status: status, code: code,
+		identityType: rq.caller.Type, platform: rq.platform, connectionID: rq.connectionID,
+		method: rq.r.Method, path: rq.upstreamPath, bytes: w.bytes, duration: time.Since(rq.start),
+		requestID: rq.requestID(),
 	}
-	if rec.id.ID != "" {
-		fact.identity = a.hash(rec.id.Type + ":" + rec.id.ID)
+	if rq.caller.ID != "" {
+		fact.identity = a.hash(rq.caller.Type + ":" + rq.caller.ID)
 	}
 	if a.auditLog != nil {
-		a.auditLog.Info("authkit "+rec.route.name, fact.fields()...)
+		a.auditLog.Info("authkit "+rq.route.name, fact.fields()...)
 	}
 	a.events.emit(names, fact)
 }
@@ -91,12 +81,12 @@ func auditOutcome(status int, code string, reconnect bool) string {
 	return outcomeAllowed
 }
 
-// eventNames are the Caddy events a request with outcome emits.
-func (rec *auditRecord) eventNames(outcome string) []string {
+// eventNames are the Caddy events a request on rt with outcome emits.
+func eventNames(rt *route, outcome string) []string {
 	if outcome == outcomeDenied {
 		return []string{eventDenied}
 	}
-	switch rec.route {
+	switch rt {
 	case passthroughRoute:
 		if outcome == outcomeReconnect {
 			return []string{eventPassthrough, eventReconnect}
@@ -115,7 +105,8 @@ func (rec *auditRecord) eventNames(outcome string) []string {
 }
 
 // auditFact is what the audit line and the events say about a request:
-// never a connection key, never an identity in clear.
+// never a connection key, never an identity in clear. Fields that do not
+// apply to a request are left out of its line.
 type auditFact struct {
 	route, outcome, code   string
 	status                 int
@@ -127,22 +118,29 @@ type auditFact struct {
 	requestID              string
 }
 
+// fields are the audit line's, named as Caddy's access log names the same
+// facts (status, size, duration, and the request's uuid), each only when
+// set.
 func (f auditFact) fields() []zap.Field {
-	return []zap.Field{
-		zap.String("route", f.route),
-		zap.String("outcome", f.outcome),
-		zap.Int("status", f.status),
-		zap.String("code", f.code),
-		zap.String("identity_type", f.identityType),
-		zap.String("identity", f.identity),
-		zap.String("platform", f.platform),
-		zap.String("connection_id", f.connectionID),
-		zap.String("method", f.method),
-		zap.String("path", f.path),
-		zap.Int64("bytes", f.bytes),
-		zap.Duration("duration", f.duration),
-		zap.String("request_id", f.requestID),
+	fields := make([]zap.Field, 0, 13)
+	add := func(name, value string) {
+		if value != "" {
+			fields = append(fields, zap.String(name, value))
+		}
 	}
+	add("route", f.route)
+	add("outcome", f.outcome)
+	fields = append(fields, zap.Int("status", f.status))
+	add("code", f.code)
+	add("identity_type", f.identityType)
+	add("identity", f.identity)
+	add("platform", f.platform)
+	add("connection_id", f.connectionID)
+	add("method", f.method)
+	add("path", f.path)
+	fields = append(fields, zap.Int64("size", f.bytes), zap.Duration("duration", f.duration))
+	add("uuid", f.requestID)
+	return fields
 }
 
 func (f auditFact) data() map[string]any {
@@ -150,12 +148,6 @@ func (f auditFact) data() map[string]any {
 		"route": f.route, "outcome": f.outcome, "status": f.status, "code": f.code,
 		"identity_type": f.identityType, "identity": f.identity, "platform": f.platform,
 		"connection_id": f.connectionID, "method": f.method, "path": f.path,
-		"bytes": f.bytes, "duration": f.duration.Seconds(), "request_id": f.requestID,
+		"size": f.bytes, "duration": f.duration.Seconds(), "uuid": f.requestID,
 	}
-}
-
-// auditRefused records a request refused before its route's handler ran,
-// such as one without an identity or with a bad ticket (wired in serve).
-func (a *AuthKit) auditRefused(r *http.Request, rt *route, err error) {
-	a.audit(r, newAudit(rt, identity{}), &err)
 }

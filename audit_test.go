@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
@@ -63,7 +68,7 @@ func auditLines(t *testing.T, file string) []map[string]any {
 func auditLineOf(t *testing.T, file string, requestID any) map[string]any {
 	t.Helper()
 	for _, line := range auditLines(t, file) {
-		if line["request_id"] == requestID {
+		if line["uuid"] == requestID {
 			return line
 		}
 	}
@@ -109,17 +114,17 @@ func TestREADMEAuditSnippetRoutesTheTrailToItsOwnFile(t *testing.T) {
 	}
 	denied := waitEvent(t, eventDenied)
 
-	line := auditLineOf(t, file, allowed.Data["request_id"])
+	line := auditLineOf(t, file, allowed.Data["uuid"])
 	if line == nil {
 		t.Fatalf("no audit line for the call in %s: %v", file, auditLines(t, file))
 	}
 	if line["msg"] != "authkit passthrough" || line["route"] != "passthrough" || line["outcome"] != outcomeAllowed ||
 		line["status"] != float64(200) || line["connection_id"] != alice.ID || line["platform"] != "gmail" ||
 		line["identity_type"] != "user" || line["identity"] != allowed.Data["identity"] || line["method"] != "GET" ||
-		line["path"] != "/v1/passthrough/gmail/v1/users/me" || line["bytes"].(float64) <= 0 || line["level"] != "info" {
+		line["path"] != "/v1/passthrough/gmail/v1/users/me" || line["size"].(float64) <= 0 || line["level"] != "info" {
 		t.Fatalf("audit line %v", line)
 	}
-	deniedLine := auditLineOf(t, file, denied.Data["request_id"])
+	deniedLine := auditLineOf(t, file, denied.Data["uuid"])
 	if deniedLine == nil || deniedLine["outcome"] != outcomeDenied || deniedLine["code"] != "connection_not_owned" {
 		t.Fatalf("denial line %v", deniedLine)
 	}
@@ -142,12 +147,12 @@ func TestAuditLinesForTokenTicketAndDeletion(t *testing.T) {
 	g := startGatewayWithEvents(t, "")
 	expect(t, g.as("alice", "POST", "/authkit/ticket", nil), http.StatusOK, "")
 	ticket := waitEvent(t, eventTicketIssued)
-	if line := auditLineOf(t, logFile, ticket.Data["request_id"]); line == nil || line["route"] != "ticket" || line["outcome"] != outcomeAllowed {
+	if line := auditLineOf(t, logFile, ticket.Data["uuid"]); line == nil || line["route"] != "ticket" || line["outcome"] != outcomeAllowed {
 		t.Fatalf("ticket line %v", line)
 	}
 	expect(t, g.as("alice", "DELETE", "/authkit/connections/"+g.alice.ID, nil), http.StatusOK, "")
 	deleted := waitEvent(t, eventConnectionDeleted)
-	if line := auditLineOf(t, logFile, deleted.Data["request_id"]); line == nil || line["connection_id"] != g.alice.ID || line["status"] != float64(200) {
+	if line := auditLineOf(t, logFile, deleted.Data["uuid"]); line == nil || line["connection_id"] != g.alice.ID || line["status"] != float64(200) {
 		t.Fatalf("deletion line %v", line)
 	}
 
@@ -168,7 +173,7 @@ func TestAuditLinesForTokenTicketAndDeletion(t *testing.T) {
 	if !found {
 		t.Fatal("no audit line for the token")
 	}
-	if line["outcome"] != outcomeAllowed || line["identity"] != ticket.Data["identity"] || line["request_id"] == "" {
+	if line["outcome"] != outcomeAllowed || line["identity"] != ticket.Data["identity"] || line["uuid"] == "" {
 		t.Fatalf("token line %v", line)
 	}
 	if strings.Contains(readLog(t), testSecret) {
@@ -182,10 +187,10 @@ func TestAuditOffWritesNoLineButEventsStillGo(t *testing.T) {
 	e := waitEvent(t, eventPassthrough)
 	// The access log line is written after the handler returned, so after
 	// any audit line would have been.
-	if !poll(t, 5*time.Second, func() bool { return strings.Contains(readLog(t), e.Data["request_id"].(string)) }) {
+	if !poll(t, 5*time.Second, func() bool { return strings.Contains(readLog(t), e.Data["uuid"].(string)) }) {
 		t.Fatal("no access log line for the call")
 	}
-	if line := auditLineOf(t, logFile, e.Data["request_id"]); line != nil {
+	if line := auditLineOf(t, logFile, e.Data["uuid"]); line != nil {
 		t.Fatalf("audit off, yet %v", line)
 	}
 }
@@ -230,5 +235,24 @@ func TestAuditOutcome(t *testing.T) {
 		if got := auditOutcome(c.status, c.code, c.reconnect); got != c.want {
 			t.Errorf("%d %s reconnect=%v: %s, want %s", c.status, c.code, c.reconnect, got, c.want)
 		}
+	}
+}
+
+// BenchmarkAuditLine: one passthrough's audit line, encoded and written to
+// a file, as the audit logger does with a file output.
+func BenchmarkAuditLine(b *testing.B) {
+	f, _ := os.CreateTemp("", "audit")
+	defer os.Remove(f.Name())
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(f), zap.InfoLevel)
+	m, _ := newMetrics(nil)
+	a := &AuthKit{logHash: newKeyedHash(deriveKey("s", purposeLogHash)), auditLog: zap.New(core), logger: zap.NewNop(), metrics: m}
+	r := httptest.NewRequest("GET", "/authkit/passthrough/x", nil)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	w := &recorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: httptest.NewRecorder()}, status: 200}
+	b.ReportAllocs()
+	for b.Loop() {
+		rq := &request{r: r, route: passthroughRoute, identified: true, caller: identity{ID: "alice", Type: "user"},
+			platform: "gmail", upstreamPath: "/v1/passthrough/x", start: time.Now()}
+		a.audit(rq, w, nil, false)
 	}
 }

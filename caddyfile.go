@@ -1,9 +1,7 @@
 package caddyauthkit
 
 import (
-	"os"
 	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -16,9 +14,10 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("authkit", parseCaddyfile)
-	// After forward_auth, so the identity is set; before handle, route,
-	// respond and reverse_proxy, which would answer the request first.
-	httpcaddyfile.RegisterDirectiveOrder("authkit", httpcaddyfile.After, "forward_auth")
+	// After encode (itself after basic_auth and forward_auth), so the
+	// identity is set and a site's encode compresses the answers; before
+	// handle, route, respond and reverse_proxy, which would answer first.
+	httpcaddyfile.RegisterDirectiveOrder("authkit", httpcaddyfile.After, "encode")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -53,6 +52,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    ticket_key     <secret>              # default: derived from the secret
 //	    expose_keys    on|off                # keys in /connections rows, default on
 //	    audit          on|off                # audit line per call, default on
+//	    ticket_only    on|off                # token route by ticket only, default on
 //	    proxy {
 //	        <reverse_proxy options>          # e.g. transport http { tls_trust_pool file ca.pem }
 //	    }
@@ -84,9 +84,7 @@ func (a *AuthKit) unmarshal(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) err
 		case "provider":
 			err = oneArg(d, &a.Provider, checkProvider)
 		case "secret":
-			if err = checkSecretSource(d); err == nil {
-				err = oneArg(d, &a.Secret, nil)
-			}
+			err = oneArg(d, &a.Secret, func(v string) error { return checkBaked("secret", v) })
 		case "api":
 			err = oneArg(d, &a.API, checkAPI)
 		case "prefix":
@@ -120,11 +118,13 @@ func (a *AuthKit) unmarshal(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) err
 		case "ticket_ttl":
 			err = durationArg(d, &a.TicketTTL)
 		case "ticket_key":
-			err = oneArg(d, &a.TicketKey, nil)
+			err = oneArg(d, &a.TicketKey, func(v string) error { return checkBaked("ticket_key", v) })
 		case "expose_keys":
 			a.ExposeKeys, err = onOff(d)
 		case "audit":
 			a.Audit, err = onOff(d)
+		case "ticket_only":
+			a.TicketOnly, err = onOff(d)
 		case "proxy":
 			err = a.unmarshalProxy(d, h)
 		default:
@@ -244,20 +244,6 @@ func parsedArg[T any](d *caddyfile.Dispenser, dst *T, expect string, parse func(
 		return d.Errf("%s must be %s, not %q", option, expect, value)
 	}
 	*dst = v
-	return nil
-}
-
-// checkSecretSource refuses a secret that {$VAR} wrote into the config: the
-// Caddyfile's own line shows it, though the token holds the value already.
-func checkSecretSource(d *caddyfile.Dispenser) error {
-	data, err := os.ReadFile(d.File())
-	if err != nil {
-		return nil // not from a file: nothing to look at
-	}
-	lines := strings.Split(string(data), "\n")
-	if line := d.Line(); line >= 1 && line <= len(lines) && strings.Contains(lines[line-1], "{$") {
-		return d.Err("secret: {$VAR} bakes the key into the config, and so into the admin API and the autosaved config; use {env.VAR} or {file.path}, resolved at start")
-	}
 	return nil
 }
 

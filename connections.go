@@ -5,79 +5,18 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
-
-// vaultConnection is the part of a vault row the gateway checks.
-type vaultConnection struct {
-	ID           string `json:"id"`
-	Key          string `json:"key"`
-	Platform     string `json:"platform"`
-	Name         string `json:"name"`
-	Identity     string `json:"identity"`
-	IdentityType string `json:"identityType"`
-	Active       *bool  `json:"active"`
-}
-
-func (c vaultConnection) ownedBy(id identity) bool {
-	return c.Identity == id.ID && c.IdentityType == id.Type
-}
-
-// vaultPage is one answer of GET /v1/vault/connections: its fields as the
-// vendor wrote them, and each row both raw and decoded.
-type vaultPage struct {
-	fields map[string]json.RawMessage
-	raw    []json.RawMessage
-	rows   []vaultConnection
-}
-
-func decodeVaultPage(body []byte) (vaultPage, error) {
-	var page vaultPage
-	if json.Unmarshal(body, &page.fields) != nil || json.Unmarshal(page.fields["rows"], &page.raw) != nil || page.raw == nil {
-		return page, errBadAnswer()
-	}
-	page.rows = make([]vaultConnection, len(page.raw))
-	for i, row := range page.raw {
-		if json.Unmarshal(row, &page.rows[i]) != nil {
-			return page, errBadAnswer()
-		}
-	}
-	return page, nil
-}
-
-// ownedBy returns the page with only id's rows (and, with keys false,
-// without their keys), encoded.
-func (page vaultPage) ownedBy(id identity, keys bool) []byte {
-	kept := make([]json.RawMessage, 0, len(page.raw))
-	for i, row := range page.raw {
-		if !page.rows[i].ownedBy(id) {
-			continue
-		}
-		if !keys {
-			var fields map[string]json.RawMessage
-			_ = json.Unmarshal(row, &fields) // decoded once already
-			delete(fields, "key")
-			row, _ = json.Marshal(fields)
-		}
-		kept = append(kept, row)
-	}
-	page.fields["rows"], _ = json.Marshal(kept)
-	if len(kept) < len(page.raw) {
-		// The vendor ignored the filter: its counts are of everyone's
-		// connections, which are none of the caller's business.
-		page.fields["total"], _ = json.Marshal(len(kept))
-		page.fields["pages"] = json.RawMessage("1")
-	}
-	out, _ := json.Marshal(page.fields)
-	return out
-}
 
 // serveConnections lists the caller's connections. Identity and type are
 // forced by the gateway; the client chooses only platform, limit and page.
 // Rows the vendor returns for anyone else are dropped, in case a filter is
-// ignored.
-func (a *AuthKit) serveConnections(ctx context.Context, w http.ResponseWriter, r *http.Request, id identity) error {
-	a.renewGeneration(id) // what the caller sees is what keyless resolves next
-	q := r.URL.Query()
+// ignored, and with expose_keys off every field named like a key goes.
+func (a *AuthKit) serveConnections(w *recorder, rq *request) error {
+	id := rq.caller
+	a.owners.renew(id) // what the caller sees is what keyless resolves next
+	q := rq.r.URL.Query()
 	query := url.Values{"identity": {id.ID}, "identityType": {id.Type}}
 	if platform := q.Get("platform"); platform != "" {
 		if !validName(platform) {
@@ -88,65 +27,42 @@ func (a *AuthKit) serveConnections(ctx context.Context, w http.ResponseWriter, r
 	if err := copyPaging(q, query); err != nil {
 		return err
 	}
-	page, err := a.pica.vaultList(ctx, query)
+	page, err := a.vendor.VaultList(rq.ctx, query)
 	if err != nil {
 		return err
 	}
-	a.writeJSON(w, r, connectionsRoute, page.ownedBy(id, a.exposeKeys))
+	writeJSON(w, page.Encode(func(c vendor.Connection) bool { return c.OwnedBy(id.ID, id.Type) }, !a.exposeKeys))
 	return nil
 }
 
 // deleteConnection deletes a connection the caller owns. Anyone else's, or
 // an unknown id, is a 404 alike, so the answer reveals nothing.
-func (a *AuthKit) deleteConnection(ctx context.Context, w http.ResponseWriter, r *http.Request, id identity, connectionID string) (err error) {
-	rec := newAudit(connectionRoute, id)
-	rec.connectionID = connectionID
-	defer a.audit(r, rec, &err)
-	notFound := newError(http.StatusNotFound, "connection_not_found", "no such connection for the caller")
-	conn, found, err := a.pica.vaultGet(ctx, connectionID)
+func (a *AuthKit) deleteConnection(w *recorder, rq *request) error {
+	id, connectionID := rq.caller, rq.arg
+	rq.connectionID = connectionID
+	conn, found, err := a.vendor.VaultGet(rq.ctx, connectionID)
 	if err != nil {
 		return err
 	}
 	if !found {
-		return notFound
+		return errConnectionNotFound()
 	}
-	rec.platform = conn.Platform
-	if !conn.ownedBy(id) {
+	rq.platform = conn.Platform
+	if !conn.OwnedBy(id.ID, id.Type) {
 		a.metrics.denied("connection_not_owned")
-		return notFound
+		return errConnectionNotFound()
 	}
 	// Deleted or not, the caller's cached answers about it are stale.
-	defer a.forgetConnections(id)
-	if found, err = a.pica.vaultDelete(context.WithoutCancel(ctx), connectionID); err != nil {
+	defer a.owners.forget(id)
+	if found, err = a.vendor.VaultDelete(context.WithoutCancel(rq.ctx), connectionID); err != nil {
 		return err
 	}
 	if !found {
-		return notFound
+		return errConnectionNotFound()
 	}
 	out, _ := json.Marshal(map[string]any{"id": connectionID, "deleted": true})
-	a.writeJSON(w, r, connectionRoute, out)
+	writeJSON(w, out)
 	return nil
-}
-
-// decodeConnection reads a vault row, bare or in a {rows: [...]} list.
-func decodeConnection(body []byte, connectionID string) (vaultConnection, error) {
-	var conn vaultConnection
-	if err := json.Unmarshal(body, &conn); err != nil {
-		return conn, errBadAnswer()
-	}
-	if conn.ID == "" {
-		if page, err := decodeVaultPage(body); err == nil {
-			for _, row := range page.rows {
-				if row.ID == connectionID {
-					conn = row
-				}
-			}
-		}
-	}
-	if conn.ID != connectionID {
-		return conn, errBadAnswer()
-	}
-	return conn, nil
 }
 
 // copyPaging copies the client's limit (at most 100) and page, validated.
@@ -184,12 +100,4 @@ func validName(s string) bool {
 // and nothing that could change the vault path.
 func validConnectionID(s string) bool {
 	return validName(s) && s != "." && s != ".."
-}
-
-// connectionSummary names a connection without its key, for answers that
-// list candidates.
-type connectionSummary struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Platform string `json:"platform"`
 }

@@ -12,8 +12,8 @@ const connectorsTTL = 30 * time.Second
 
 // serveConnectors lists the connectors enabled in AuthKit; the answer is the
 // same for every caller, so it is cached briefly.
-func (a *AuthKit) serveConnectors(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+func (a *AuthKit) serveConnectors(w *recorder, rq *request) error {
+	q := rq.r.URL.Query()
 	query := url.Values{"authkit": {"true"}}
 	for _, name := range []string{"platform", "category"} {
 		if v := q.Get(name); v != "" {
@@ -26,13 +26,13 @@ func (a *AuthKit) serveConnectors(ctx context.Context, w http.ResponseWriter, r 
 	if err := copyPaging(q, query); err != nil {
 		return err
 	}
-	body, err := a.connectors.load(ctx, query.Encode(), func(ctx context.Context) ([]byte, bool, error) {
-		body, err := a.pica.connectors(ctx, query)
+	body, err := a.connectors.Load(rq.ctx, query.Encode(), func(ctx context.Context) ([]byte, bool, error) {
+		body, err := a.vendor.Connectors(ctx, query)
 		return body, true, err
 	})
 	if err != nil {
 		return err
 	}
-	a.writeJSON(w, r, connectorsRoute, body)
+	writeJSON(w, body)
 	return nil
 }

@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -13,7 +14,7 @@ func TestPreflightIsAnsweredBeforeIdentity(t *testing.T) {
 		for k, v := range extra {
 			h[k] = v
 		}
-		return g.do(request{method: "OPTIONS", url: appURL + path, header: h}) // no credentials, as browsers do
+		return g.do(call{method: "OPTIONS", url: appURL + path, header: h}) // no credentials, as browsers do
 	}
 
 	res := preflight("/authkit/token", "https://authkit.picaos.com", map[string]string{"Access-Control-Request-Private-Network": "true"})
@@ -56,7 +57,7 @@ func TestPreflightIsAnsweredBeforeIdentity(t *testing.T) {
 
 func TestAnyOriginWhenConfigured(t *testing.T) {
 	g := startGateway(t, nil, "cors_origins *")
-	res := g.do(request{method: "OPTIONS", url: appURL + "/authkit/token", header: map[string]string{"Origin": "https://anything.example"}})
+	res := g.do(call{method: "OPTIONS", url: appURL + "/authkit/token", header: map[string]string{"Origin": "https://anything.example"}})
 	if got := res.Header.Get("Access-Control-Allow-Origin"); got != "*" {
 		t.Fatalf("Allow-Origin %q, want *", got)
 	}
@@ -73,3 +74,20 @@ func containsValue(values []string, want string) bool {
 	}
 	return false
 }
+
+func BenchmarkPreflight(b *testing.B) {
+	p := newCORSPolicy([]string{"https://authkit.picaos.com"}, []string{"X-Custom"})
+	r := httptest.NewRequest("OPTIONS", "/authkit/token", nil)
+	r.Header.Set("Origin", "https://authkit.picaos.com")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	b.ReportAllocs()
+	for b.Loop() {
+		p.preflight(discard{http.Header{}}, r, tokenRoute)
+	}
+}
+
+type discard struct{ h http.Header }
+
+func (d discard) Header() http.Header         { return d.h }
+func (d discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d discard) WriteHeader(int)             {}

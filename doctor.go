@@ -1,8 +1,10 @@
 package caddyauthkit
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -15,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
 
 func init() {
@@ -60,6 +64,10 @@ const doctorTimeout = 10 * time.Second
 // block per handler and a summary line to w. It returns how many handlers
 // failed (1 when the config itself cannot be loaded).
 func runDoctor(w io.Writer, configFile, adapter string) int {
+	if problem := configFileMissing(configFile); problem != "" {
+		fmt.Fprintln(w, problem)
+		return 1
+	}
 	cfgJSON, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
 		fmt.Fprintf(w, "cannot load the config: %v\n", err)
@@ -76,6 +84,10 @@ func runDoctor(w io.Writer, configFile, adapter string) int {
 		fmt.Fprintln(w, "no authkit handler in the config")
 		return 1
 	}
+	layouts, loadErr := provisionAll(cfgJSON)
+	if loadErr != nil {
+		fmt.Fprintf(w, "the config does not load as it is: %v\n\n", loadErr)
+	}
 	// The handlers need a context whose config is set (reverse_proxy looks
 	// up apps), but no app is loaded: nothing listens.
 	base, err := caddy.ProvisionContext(&caddy.Config{})
@@ -91,18 +103,82 @@ func runDoctor(w io.Writer, configFile, adapter string) int {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		if !checkHandler(ctx, w, i+1, h) {
+		if !checkHandler(ctx, w, i+1, h, layouts.take(h)) {
 			failed++
 		}
 	}
+	if loadErr != nil && failed == 0 {
+		failed = 1
+	}
 	fmt.Fprintf(w, "\nsummary: %d authkit handler(s), %d ok, %d failed\n", len(found), len(found)-failed, failed)
 	return failed
+}
+
+// configFileMissing says plainly that the config file is not there; Caddy
+// would read a missing ./Caddyfile as an empty config.
+func configFileMissing(configFile string) string {
+	if configFile == "" {
+		if _, err := os.Stat("Caddyfile"); errors.Is(err, os.ErrNotExist) {
+			return "no config: there is no ./Caddyfile here; name one with --config"
+		}
+		return ""
+	}
+	if _, err := os.Stat(configFile); errors.Is(err, os.ErrNotExist) {
+		return "no config: the file " + configFile + " does not exist"
+	}
+	return ""
 }
 
 // foundHandler is one authkit handler of the adapted config.
 type foundHandler struct {
 	raw          json.RawMessage
 	server, site string
+}
+
+// layoutReport is what provisioning said of one handler's place.
+type layoutReport struct {
+	copied bool
+	err    error
+}
+
+// layoutReports are the reports by server, site and prefix, in the order
+// the handlers were provisioned.
+type layoutReports map[string][]layoutReport
+
+func layoutKey(server, site, prefix string) string {
+	return server + "\x00" + site + "\x00" + strings.ToLower(prefix)
+}
+
+// take hands out the next report for h.
+func (r layoutReports) take(h foundHandler) *layoutReport {
+	var prefix struct {
+		Prefix string `json:"prefix"`
+	}
+	_ = json.Unmarshal(h.raw, &prefix)
+	key := layoutKey(h.server, h.site, "/"+strings.Trim(cmp.Or(prefix.Prefix, DefaultPrefix), "/"))
+	if len(r[key]) == 0 {
+		return nil
+	}
+	report := r[key][0]
+	r[key] = r[key][1:]
+	return &report
+}
+
+// provisionAll provisions the whole config as `caddy validate` does,
+// starting nothing, and hears each authkit handler's layout on the way:
+// where it sits decides what is wrong with it.
+func provisionAll(cfgJSON []byte) (layoutReports, error) {
+	var cfg caddy.Config
+	if err := caddy.StrictUnmarshalJSON(cfgJSON, &cfg); err != nil {
+		return nil, err
+	}
+	reports := make(layoutReports)
+	observeLayout = func(a *AuthKit, l *layout, copied bool, err error) {
+		key := layoutKey(l.server.Name(), l.hosts, a.Prefix)
+		reports[key] = append(reports[key], layoutReport{copied: copied, err: err})
+	}
+	defer func() { observeLayout = nil }()
+	return reports, caddy.Validate(&cfg)
 }
 
 // findHandlers walks the config for authkit handlers, in routes and
@@ -152,7 +228,7 @@ func matchedHosts(match any) string {
 
 // checkHandler provisions one handler, calls the vendor and prints a block;
 // it reports whether the handler works.
-func checkHandler(ctx caddy.Context, w io.Writer, n int, h foundHandler) bool {
+func checkHandler(ctx caddy.Context, w io.Writer, n int, h foundHandler, place *layoutReport) bool {
 	where := "server " + h.server
 	if h.site != "" {
 		where += ", site " + h.site
@@ -187,23 +263,27 @@ func checkHandler(ctx caddy.Context, w io.Writer, n int, h foundHandler) bool {
 	}
 	line("identity", "%s", identity)
 	line("ticket ttl", "%s", time.Duration(a.TicketTTL))
-	for _, warning := range a.warnings() {
+	copied := place != nil && place.copied
+	for _, warning := range a.warnings(copied) {
 		fmt.Fprintf(w, "  WARNING: %s\n", warning)
+	}
+	if place != nil && place.err != nil {
+		return fail("%v", place.err)
 	}
 
 	if err := a.Provision(ctx); err != nil {
-		line("secret", "%s", a.Secret)
+		line("secret", "%s", describeSecret(a.Secret, ""))
 		return fail("%v", err)
 	}
 	defer a.Cleanup()
-	line("secret", "%s %s", a.Secret, describeSecret(a.secret))
+	line("secret", "%s", describeSecret(a.Secret, a.secret))
 	if err := a.Validate(); err != nil {
 		return fail("%v", err)
 	}
 
 	callCtx, cancel := context.WithTimeout(context.Background(), doctorTimeout)
 	defer cancel()
-	body, err := a.pica.connectors(callCtx, url.Values{"authkit": {"true"}, "limit": {"1"}})
+	body, err := a.vendor.Connectors(callCtx, url.Values{"authkit": {"true"}, "limit": {"1"}})
 	if err != nil {
 		return fail("%s", explainDoctor(err, a.API))
 	}
@@ -217,8 +297,8 @@ func checkHandler(ctx caddy.Context, w io.Writer, n int, h foundHandler) bool {
 			fmt.Fprintf(w, "  WARNING: no connector is enabled in AuthKit: the iframe will list nothing\n")
 		}
 	}
-	if a.provider.whiteLabel {
-		white, err := a.pica.whiteLabel(callCtx)
+	if a.provider.WhiteLabel {
+		white, err := a.vendor.WhiteLabel(callCtx)
 		if err != nil {
 			return fail("reading the account's flags: %s", explainDoctor(err, a.API))
 		}
@@ -228,29 +308,41 @@ func checkHandler(ctx caddy.Context, w io.Writer, n int, h foundHandler) bool {
 	return true
 }
 
-// describeSecret shows a secret's kind and length, never its value.
-func describeSecret(secret string) string {
+// describeSecret tells where the secret comes from and, once resolved
+// (secret != ""), its kind and length: never its value, nor any of it. A
+// secret written into the config is said to be so.
+func describeSecret(configured, secret string) string {
+	source := configured
+	if !isPlaceholder(configured) {
+		source = "written in the config"
+		secret = configured
+	}
+	if secret == "" {
+		return source
+	}
 	kind := ""
 	for _, prefix := range []string{"sk_test_", "sk_live_"} {
 		if strings.HasPrefix(secret, prefix) {
 			kind = prefix + "… "
 		}
 	}
-	return fmt.Sprintf("(resolved: %s%d characters)", kind, len(secret))
+	return fmt.Sprintf("%s (%s%d characters)", source, kind, len(secret))
 }
 
-// explainDoctor turns a failed vendor call into a line for a person.
+// explainDoctor turns a failed vendor call into a line for a person, with
+// its cause: refused, DNS, TLS, timeout, or the vendor's status.
 func explainDoctor(err error, api string) string {
 	body := errorBody(err)
+	cause := vendor.Cause(err)
 	switch body.Code {
 	case "vendor_rejected_secret":
-		return "secret rejected by " + api + " (check the key, and that provider matches the account)"
+		return "secret rejected by " + api + " (" + cause + "; check the key, and that provider matches the account)"
 	case "vendor_unreachable":
-		return "cannot reach " + api
+		return "cannot reach " + api + ": " + cause
 	case "vendor_timeout":
-		return "cannot reach " + api + ": no answer within " + doctorTimeout.String()
+		return "cannot reach " + api + ": no answer within " + doctorTimeout.String() + " (" + cause + ")"
 	case "vendor_refused":
-		return "the API refused the call (is `api` the vendor's API?): " + body.Message
+		return "the API refused the call (is `api` the vendor's API?): " + cause
 	}
-	return body.Code + ": " + body.Message
+	return body.Code + ": " + body.Message + " (" + cause + ")"
 }

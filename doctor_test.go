@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/spf13/cobra"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
@@ -219,20 +218,23 @@ func TestSecretSourceIsNamed(t *testing.T) {
 
 func TestWarnings(t *testing.T) {
 	header := AuthKit{Secret: "{env.X}", Identity: "{http.request.header.X-User}", API: "https://api.picaos.com"}
-	if w := strings.Join(header.warnings(), "\n"); !strings.Contains(w, "copy_headers X-User") {
+	if w := strings.Join(header.warnings(false), "\n"); !strings.Contains(w, "copy_headers X-User") {
 		t.Fatalf("no header identity warning: %q", w)
 	}
+	if w := header.warnings(true); len(w) != 0 {
+		t.Fatalf("warnings for a header that forward_auth copies: %q", w)
+	}
 	header.IdentityTrustedProxiesOnly = true
-	if w := header.warnings(); len(w) != 0 {
+	if w := header.warnings(false); len(w) != 0 {
 		t.Fatalf("warnings for a trusted header identity: %q", w)
 	}
 	plain := AuthKit{Secret: "sk_test_x", Identity: DefaultIdentity, API: "http://pica.internal", CORSOrigins: []string{"*"}, Ownership: new(bool)}
-	w := strings.Join(plain.warnings(), "\n")
+	w := strings.Join(plain.warnings(false), "\n")
 	for _, want := range []string{"written into the config", "cors_origins *", "plain http", "ownership is off"} {
 		mustContain(t, w, want, "warnings")
 	}
-	if local := (AuthKit{Secret: "{env.X}", Identity: DefaultIdentity, API: "http://127.0.0.1:8080"}); len(local.warnings()) != 0 {
-		t.Fatalf("warnings for a loopback http api: %q", local.warnings())
+	if local := (AuthKit{Secret: "{env.X}", Identity: DefaultIdentity, API: "http://127.0.0.1:8080"}); len(local.warnings(false)) != 0 {
+		t.Fatalf("warnings for a loopback http api: %q", local.warnings(false))
 	}
 }
 
@@ -243,59 +245,6 @@ func TestProvisionWarnsOfAHeaderIdentity(t *testing.T) {
 	log := readLog(t)
 	mustContain(t, log, "identity is the request header X-Auth-User", "Caddy's log")
 	mustContain(t, log, "copy_headers X-Auth-User", "Caddy's log")
-}
-
-const handlePathConfig = `{
-	admin localhost:2999
-	skip_install_trust
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
-http://localhost:9080 {
-	handle_path /authkit/* {
-		authkit {
-			secret {env.AUTHKIT_TEST_SECRET}
-			api %s
-			identity {http.request.header.X-Auth-User}
-			identity_trusted_proxies_only
-		}
-		respond "app" 200
-	}
-	handle /elsewhere/* {
-		uri strip_prefix /elsewhere
-		authkit {
-			secret {env.AUTHKIT_TEST_SECRET}
-			api %[1]s
-		}
-		respond "passed on" 200
-	}
-}
-`
-
-// TestHandlePathIsAConfigError: inside handle_path the prefix is gone, and
-// the answer says so instead of an empty 200 from the next handler.
-func TestHandlePathIsAConfigError(t *testing.T) {
-	api := httptest.NewServer(sandbox.New(sandbox.Options{Secret: testSecret}))
-	defer api.Close()
-	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(handlePathConfig, api.URL), "caddyfile")
-	g := &gateway{t: t, tester: tester}
-
-	for _, path := range []string{"/authkit/connections", "/authkit/token", "/authkit/passthrough/x", "/authkit/"} {
-		res := g.do(request{method: "GET", url: appURL + path})
-		expect(t, res, http.StatusInternalServerError, "config_error")
-		mustContain(t, string(res.body), "inside handle_path", path)
-		if res.json(t)["error"].(map[string]any)["retryable"] != false {
-			t.Fatalf("%s: a config error is not retryable: %s", path, res.body)
-		}
-	}
-	// A stripped path that was never under the prefix is passed on.
-	res := g.do(request{method: "GET", url: appURL + "/elsewhere/x"})
-	expect(t, res, http.StatusOK, "")
-	if string(res.body) != "passed on" {
-		t.Fatalf("body %q", res.body)
-	}
 }
 
 // TestConfigurationErrorsAreNotRetryable: a rejected secret and an `api`

@@ -1,14 +1,15 @@
 package caddyauthkit
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/inspect"
+	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
 
 // apiError is what a caller is told when a request fails: the body of the
@@ -18,6 +19,9 @@ type apiError struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	Retryable bool   `json:"retryable"`
+	// VendorMessage quotes the vendor's own text, cleaned of keys and of
+	// any piece of the secret.
+	VendorMessage string `json:"vendor_message,omitempty"`
 	// VendorCorrelationID is the vendor's correlationId of its own error,
 	// for the vendor's support.
 	VendorCorrelationID string `json:"vendor_correlation_id,omitempty"`
@@ -40,13 +44,6 @@ func newError(status int, code, message string) *apiError {
 	}
 }
 
-// retryLater is newError with a Retry-After of at least a second.
-func retryLater(status int, code, message string, seconds int) *apiError {
-	err := newError(status, code, message)
-	err.retryAfter = max(seconds, 1)
-	return err
-}
-
 // notRetryable marks an error the caller cannot cure by trying again, such
 // as a gateway that is configured wrong.
 func notRetryable(err *apiError) *apiError {
@@ -57,60 +54,37 @@ func notRetryable(err *apiError) *apiError {
 // errClientGone ends a request whose client left; nobody reads the answer.
 var errClientGone = newError(499, "client_closed", "the client went away")
 
-// errorBody finds the envelope an error should be answered with. Errors that
-// are not ours (a reverse_proxy failure, say) get one from their status.
+// errorBody is the one place where a failure becomes the envelope: the
+// gateway's own errors, the vendor's (typed by the vendor client), refused
+// input, a client that left, and the failures of Caddy's proxy.
 func errorBody(err error) *apiError {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae
+	var (
+		own     *apiError
+		vendErr *vendor.Error
+		refusal *inspect.Refusal
+		handler caddyhttp.HandlerError
+	)
+	switch {
+	case errors.As(err, &own):
+		return own
+	case errors.As(err, &vendErr):
+		return &apiError{
+			Status: vendErr.Status, Code: vendErr.Code, Message: vendErr.Message, Retryable: vendErr.Retryable,
+			VendorMessage: vendErr.VendorMessage, VendorCorrelationID: vendErr.CorrelationID, retryAfter: vendErr.RetryAfter,
+		}
+	case errors.As(err, &refusal):
+		return newError(refusal.Status, refusal.Code, refusal.Message)
+	case errors.Is(err, context.Canceled):
+		return errClientGone
+	case errors.As(err, &handler) && handler.StatusCode == http.StatusGatewayTimeout:
+		return newError(http.StatusGatewayTimeout, "vendor_timeout", "the vendor did not answer in time")
+	case errors.As(err, &handler) && handler.StatusCode != 0 && handler.StatusCode != http.StatusBadGateway:
+		return newError(handler.StatusCode, "vendor_unreachable", "the vendor's API could not be reached")
 	}
-	status := http.StatusBadGateway
-	var he caddyhttp.HandlerError
-	if errors.As(err, &he) && he.StatusCode != 0 {
-		status = he.StatusCode
-	}
-	if status == http.StatusGatewayTimeout {
-		return errVendorTimeout()
-	}
-	return newError(status, "vendor_unreachable", "the vendor's API could not be reached")
+	return newError(http.StatusBadGateway, "vendor_unreachable", "the vendor's API could not be reached")
 }
 
-// writeError answers err in the JSON envelope. CORS headers were set before.
-func (a *AuthKit) writeError(w http.ResponseWriter, r *http.Request, rt *route, err error) {
-	body := errorBody(err)
-	if body.Status >= 500 {
-		fields := []zap.Field{
-			zap.String("route", rt.name),
-			zap.Int("status", body.Status),
-			zap.String("code", body.Code),
-			zap.String("error", body.Message),
-			zap.String("request_id", requestID(r)),
-		}
-		if body.VendorCorrelationID != "" {
-			fields = append(fields, zap.String("vendor_correlation_id", body.VendorCorrelationID))
-		}
-		a.logger.Error("request failed", fields...)
-	} else if c := a.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
-		c.Write(zap.String("route", rt.name), zap.Int("status", body.Status), zap.String("code", body.Code),
-			zap.String("request_id", requestID(r)))
-	}
-	a.metrics.request(r, rt.name, body.Status)
-	a.metrics.failed(rt.name, body.Code)
-	if body.Status == http.StatusForbidden || body.Status == http.StatusUnauthorized {
-		a.metrics.denied(body.Code)
-	}
-
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Del("Content-Length")
-	if body.retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(body.retryAfter))
-	}
-	w.WriteHeader(body.Status)
-	_, _ = w.Write(encodeError(body))
-}
-
+// encodeError is the envelope of body, as written.
 func encodeError(body *apiError) []byte {
 	encoded, _ := json.Marshal(struct {
 		Error *apiError `json:"error"`

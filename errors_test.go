@@ -24,7 +24,7 @@ func TestErrorLineCarriesTheRequestID(t *testing.T) {
 	if len(failures) != 1 {
 		t.Fatalf("%d 'request failed' lines, want 1", len(failures))
 	}
-	if id, _ := failures[0]["request_id"].(string); !uuidPattern.MatchString(id) {
+	if id, _ := failures[0]["uuid"].(string); !uuidPattern.MatchString(id) {
 		t.Fatalf("error line without Caddy's request id: %v", failures[0])
 	}
 }

@@ -134,7 +134,7 @@ func checkFacts(t *testing.T, g *gateway, e caddy.Event, route, outcome string, 
 	if id, _ := d["identity"].(string); !hashPattern.MatchString(id) || d["identity_type"] != "user" {
 		t.Fatalf("%s: identity %v of type %v, want a keyed hash of a user", e.Name(), d["identity"], d["identity_type"])
 	}
-	if rid, _ := d["request_id"].(string); rid == "" {
+	if rid, _ := d["uuid"].(string); rid == "" {
 		t.Fatalf("%s: no request id", e.Name())
 	}
 	encoded, _ := json.Marshal(d)
@@ -153,7 +153,7 @@ func TestEventsTellWhatHappened(t *testing.T) {
 	e := waitEvent(t, eventPassthrough)
 	checkFacts(t, g, e, "passthrough", outcomeAllowed, http.StatusOK)
 	if e.Data["platform"] != "gmail" || e.Data["connection_id"] != g.alice.ID || e.Data["path"] != "/v1/passthrough/gmail/v1/users/me" ||
-		e.Data["method"] != "GET" || e.Data["bytes"] != int64(len(res.body)) {
+		e.Data["method"] != "GET" || e.Data["size"] != int64(len(res.body)) {
 		t.Fatalf("passthrough facts %v; answer was %d bytes", e.Data, len(res.body))
 	}
 	aliceHash := e.Data["identity"]

@@ -1,42 +1,54 @@
 package caddyauthkit
 
 import (
-	"fmt"
-	"io"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // route is one of the module's endpoints under the prefix.
 type route struct {
-	name string // in metrics and logs
+	name string // in metrics, logs and the audit
 	// allow is the Allow header's value: the route's methods, OPTIONS included.
 	allow []string
-	// headers the browser may need to send on this route besides the
-	// configured ones
+	// headers the browser may send on this route besides the configured ones
 	headers string
-}
-
-func newRoute(name, methods, headers string) *route {
-	return &route{name: name, allow: []string{methods}, headers: headers}
+	// audited: every request gets an audit line, not only denials.
+	audited bool
+	// streamsBody: the request body goes to the vendor as it comes; other
+	// routes read no body and refuse one over max_body_size.
+	streamsBody bool
+	serve       func(a *AuthKit, w *recorder, rq *request) error
 }
 
 var (
-	tokenRoute       = newRoute("token", "POST, OPTIONS", "X-AuthKit-Ticket")
-	ticketRoute      = newRoute("ticket", "POST, OPTIONS", "")
-	connectionsRoute = newRoute("connections", "GET, OPTIONS", "")
-	connectionRoute  = newRoute("connection", "DELETE, OPTIONS", "")
-	connectorsRoute  = newRoute("connectors", "GET, OPTIONS", "")
-	passthroughRoute = newRoute("passthrough", "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-		strings.Join(slices.Concat(connectionKeyHeaders, actionIDHeaders, []string{keylessHeader}), ", "))
-	unknownRoute = newRoute("unknown", "", "")
+	ticketRoute = &route{name: "ticket", allow: []string{"POST, OPTIONS"}, audited: true,
+		serve: (*AuthKit).serveTicket}
+	tokenRoute = &route{name: "token", allow: []string{"POST, OPTIONS"}, headers: ticketHeader, audited: true,
+		serve: (*AuthKit).serveToken}
+	passthroughRoute = &route{name: "passthrough", allow: []string{"GET, POST, PUT, PATCH, DELETE, OPTIONS"},
+		headers: passthroughHeaders, audited: true, streamsBody: true, serve: (*AuthKit).servePassthrough}
+	connectionsRoute = &route{name: "connections", allow: []string{"GET, OPTIONS"},
+		serve: (*AuthKit).serveConnections}
+	connectionRoute = &route{name: "connection", allow: []string{"DELETE, OPTIONS"}, audited: true,
+		serve: (*AuthKit).deleteConnection}
+	connectorsRoute = &route{name: "connectors", allow: []string{"GET, OPTIONS"},
+		serve: (*AuthKit).serveConnectors}
+	// unknownRoute answers 404 for any other path under the prefix.
+	unknownRoute = &route{name: "unknown"}
 
-	// routes are those a request can be answered on.
-	routes = []*route{tokenRoute, ticketRoute, connectionsRoute, connectionRoute, connectorsRoute, passthroughRoute}
+	// routes are those a request can be answered on, by the path after
+	// the prefix; connections/{id} and passthrough/{path} by their first
+	// segment.
+	routes = map[string]*route{
+		"ticket":      ticketRoute,
+		"token":       tokenRoute,
+		"passthrough": passthroughRoute,
+		"connections": connectionsRoute,
+		"connectors":  connectorsRoute,
+	}
 )
 
 func (rt *route) allows(method string) bool {
@@ -48,44 +60,41 @@ func (rt *route) allows(method string) bool {
 	return false
 }
 
-// ServeHTTP answers requests under the prefix and passes all others on.
+// ServeHTTP answers every request under the prefix, and passes all others
+// on untouched. Metrics and the audit are recorded once a route is done.
 func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if a.identityHeader != "" {
 		closeAfterChunked(w, r)
 	}
-	var rest string
-	switch {
-	case strings.HasPrefix(r.URL.Path, a.Prefix+"/"):
-		rest = r.URL.Path[len(a.Prefix)+1:]
-	case r.URL.Path == a.Prefix:
-	case a.prefixStripped(r):
-		a.writeError(w, r, unknownRoute, notRetryable(newError(http.StatusInternalServerError, "config_error",
-			"authkit sees paths without its prefix "+a.Prefix+": it is inside handle_path (or uri strip_prefix); use handle")))
-		return nil
-	default:
+	rt, arg, under := a.routeOf(r)
+	if !under {
 		return next.ServeHTTP(w, r)
 	}
-	rt, arg := matchRoute(rest)
-
 	// Preflight comes without credentials: it is answered before identity.
 	if r.Method == http.MethodOptions && rt != unknownRoute {
 		a.cors.preflight(w, r, rt)
 		a.metrics.request(r, rt.name, http.StatusNoContent)
 		return nil
 	}
-	a.cors.allowOrigin(w.Header(), r.Header.Get("Origin"))
-
-	err := a.serve(w, r, rt, arg)
-	if se, ok := err.(streamError); ok {
-		return se.error
+	rec := &recorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	rq := &request{r: r, route: rt, arg: arg, start: time.Now()}
+	a.cors.allowOrigin(rec.Header(), r.Header.Get("Origin"))
+	err := a.serve(rec, rq)
+	broken := err != nil && rec.status != 0 // the answer had begun
+	if err != nil && !broken {
+		a.writeError(rec, rq, err)
 	}
-	if err != nil {
-		a.writeError(w, r, rt, err)
+	a.metrics.request(r, rt.name, rec.status)
+	a.audit(rq, rec, err, broken)
+	if broken {
+		return err // nothing more can be said: Caddy logs it
 	}
 	return nil
 }
 
-func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg string) error {
+// serve runs the route once the method is allowed and the caller known.
+func (a *AuthKit) serve(w *recorder, rq *request) error {
+	r, rt := rq.r, rq.route
 	if rt == unknownRoute {
 		return newError(http.StatusNotFound, "route_not_found", "no such AuthKit route")
 	}
@@ -93,122 +102,65 @@ func (a *AuthKit) serve(w http.ResponseWriter, r *http.Request, rt *route, arg s
 		w.Header()["Allow"] = rt.allow
 		return newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+rt.allow[0])
 	}
-	id, err := a.resolveIdentity(r, rt)
+	rq.identified = true
+	caller, err := a.resolveIdentity(r, rt)
 	if err != nil {
-		a.auditRefused(r, rt, err)
 		return err
 	}
-	ctx, done := workContext(r)
-	defer done()
-	if rt == passthroughRoute {
-		// The confinement check reads the path as the client escaped it.
-		escaped := r.URL.EscapedPath()
-		base := a.Prefix + "/passthrough/"
-		if !strings.HasPrefix(escaped, base) {
-			return newError(http.StatusBadRequest, "path_invalid", "the passthrough path is malformed")
+	rq.caller = caller
+	if !rt.streamsBody {
+		if err := a.discardBody(r); err != nil {
+			return err
 		}
-		return a.servePassthrough(ctx, w, r, id, escaped[len(base):])
 	}
-	if err := a.discardBody(r); err != nil {
-		return err
-	}
-	switch rt {
-	case tokenRoute:
-		return a.serveToken(ctx, w, r, id)
-	case ticketRoute:
-		return a.serveTicket(w, r, id)
-	case connectionsRoute:
-		return a.serveConnections(ctx, w, r, id)
-	case connectionRoute:
-		return a.deleteConnection(ctx, w, r, id, arg)
-	case connectorsRoute:
-		return a.serveConnectors(ctx, w, r)
-	}
-	panic(fmt.Sprintf("authkit: route %q has no handler", rt.name))
+	ctx, done := workContext(r, rq.requestID())
+	defer done()
+	rq.ctx = ctx
+	return rt.serve(a, w, rq)
 }
 
-// prefixStripped tells a request whose path had the prefix removed before
-// it got here (handle_path, uri strip_prefix): passed on, it would end in an
-// empty 200 that is hard to trace back to the config.
-func (a *AuthKit) prefixStripped(r *http.Request) bool {
-	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
-	if !ok || orig.URL == nil {
-		return false
+// routeOf names the route of r. The prefix is matched as Caddy's path
+// matcher matches (case-insensitively, on the path cleaned of //, . and
+// ..), so that a matcher such as `not path /authkit/token` in front and
+// authkit always agree on what a request names: a path a `path
+// {prefix}/*` matcher takes is answered here, never passed on to the app.
+// under is false for paths outside the prefix. arg is the connection id
+// of connections/{id}, or the passthrough path as the client escaped it.
+func (a *AuthKit) routeOf(r *http.Request) (rt *route, arg string, under bool) {
+	lower := caddyhttp.CleanPath(strings.ToLower(r.URL.Path), true)
+	rest, ok := strings.CutPrefix(lower, a.prefixLower)
+	if !ok || rest != "" && rest[0] != '/' {
+		return nil, "", false
 	}
-	return orig.URL.Path == a.Prefix+r.URL.Path ||
-		(orig.URL.Path == a.Prefix || orig.URL.Path == a.Prefix+"/") && (r.URL.Path == "/" || r.URL.Path == "")
+	rest = strings.TrimPrefix(rest, "/")
+	first, tail, nested := strings.Cut(rest, "/")
+	rt = routes[first]
+	switch {
+	case rt == nil:
+		return unknownRoute, "", true
+	case rt == passthroughRoute:
+		return rt, a.passthroughPath(r), true
+	case !nested:
+		return rt, "", true
+	case rt == connectionsRoute && validConnectionID(tail):
+		// The id as the client wrote it: only ASCII ids are valid, and
+		// lower-casing ASCII keeps every offset.
+		if original := caddyhttp.CleanPath(r.URL.Path, true); len(original) == len(lower) {
+			return connectionRoute, original[len(original)-len(tail):], true
+		}
+	}
+	return unknownRoute, "", true
 }
 
-// matchRoute names the route of the path after the prefix, and its argument
-// (the connection id of DELETE connections/{id}).
-func matchRoute(rest string) (*route, string) {
-	switch rest {
-	case "token":
-		return tokenRoute, ""
-	case "ticket":
-		return ticketRoute, ""
-	case "connections":
-		return connectionsRoute, ""
-	case "connectors":
-		return connectorsRoute, ""
-	case "passthrough":
-		return passthroughRoute, ""
+// passthroughPath is the path after {prefix}/passthrough/ as the client
+// escaped it, for the confinement check; "" when the request's path is not
+// literally below it (a cleaned, doubled or dotted variant), which the
+// passthrough route refuses rather than guess.
+func (a *AuthKit) passthroughPath(r *http.Request) string {
+	escaped := r.URL.EscapedPath()
+	base := a.Prefix + "/passthrough/"
+	if len(escaped) <= len(base) || !strings.EqualFold(escaped[:len(base)], base) {
+		return ""
 	}
-	if strings.HasPrefix(rest, "passthrough/") {
-		return passthroughRoute, ""
-	}
-	if id, ok := strings.CutPrefix(rest, "connections/"); ok && validConnectionID(id) {
-		return connectionRoute, id
-	}
-	return unknownRoute, ""
-}
-
-// discardBody enforces the body limit on routes that read no body, and
-// refuses a body that cannot be read whole, before anything is done.
-func (a *AuthKit) discardBody(r *http.Request) error {
-	tooLarge := newError(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than "+strconv.FormatInt(a.MaxBodySize, 10)+" bytes")
-	if r.ContentLength > a.MaxBodySize {
-		return tooLarge
-	}
-	if r.Body == nil {
-		return nil
-	}
-	n, err := io.Copy(io.Discard, io.LimitReader(r.Body, a.MaxBodySize+1))
-	if err != nil {
-		return errBodyInvalid()
-	}
-	if n > a.MaxBodySize {
-		return tooLarge
-	}
-	return nil
-}
-
-// positiveParam validates a query number, or returns fallback when absent.
-func positiveParam(value, name, fallback string, max int) (string, error) {
-	if value == "" {
-		return fallback, nil
-	}
-	n, err := strconv.Atoi(value)
-	if err != nil || n < 1 || n > max {
-		return "", newError(http.StatusBadRequest, "query_invalid", name+" must be a whole number from 1 to "+strconv.Itoa(max))
-	}
-	return strconv.Itoa(n), nil
-}
-
-func (a *AuthKit) writeJSON(w http.ResponseWriter, r *http.Request, rt *route, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
-	a.metrics.request(r, rt.name, http.StatusOK)
-}
-
-// serverName is the name of the Caddy server that took r, for metrics.
-func serverName(r *http.Request) string {
-	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Name() != "" {
-		return srv.Name()
-	}
-	return "unknown"
+	return escaped[len(base):]
 }

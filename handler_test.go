@@ -30,7 +30,7 @@ func TestRoutingMethodsAndPassOn(t *testing.T) {
 func TestBodyLimit(t *testing.T) {
 	g := startGateway(t, nil, "max_body_size 1KiB")
 	big := make([]byte, 2048)
-	res := g.do(request{method: "POST", url: appURL + "/authkit/token", user: "alice", body: big})
+	res := g.do(call{method: "POST", url: appURL + "/authkit/token", user: "alice", body: big})
 	expect(t, res, http.StatusRequestEntityTooLarge, "body_too_large")
 	if n := g.pica.Count(sandbox.EndpointToken); n != 0 {
 		t.Fatalf("an oversized request reached Pica %d times", n)

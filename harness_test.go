@@ -69,13 +69,15 @@ func bcryptHash(password string) string {
 }
 
 const (
-	// appURL is a site with basic_auth in front of authkit.
+	// appURL is a site with basic_auth in front of every route, the token
+	// route included, so it turns ticket_only off (the legacy set-up).
 	appURL = "http://localhost:9080"
-	// headerURL is a site whose identity is the X-Auth-User header.
+	// headerURL is a site whose identity is the X-Auth-User header, as a
+	// trusted proxy in front would set it on every route; ticket_only off.
 	headerURL = "http://localhost:9081"
-	// ticketURL is a site as an app using tickets sets it up: basic_auth
-	// covers everything but the token route (reached from the vendor's
-	// iframe with a ticket) and preflight.
+	// ticketURL is a site as the docs set it up: basic_auth covers
+	// everything but the token route (reached from the vendor's iframe with
+	// a ticket) and preflight under the prefix; ticket_only is on.
 	ticketURL = "http://localhost:9082"
 )
 
@@ -103,6 +105,7 @@ http://localhost:9080 {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api %[4]s
 		cors_origins https://authkit.picaos.com http://app.test
+		ticket_only off
 		%[5]s
 	}
 	respond "app" 200
@@ -115,6 +118,7 @@ http://localhost:9081 {
 		api %[4]s
 		identity {http.request.header.X-Auth-User}
 		identity_type {http.request.header.X-Auth-Type}
+		ticket_only off
 		%[5]s
 	}
 	respond "app" 200
@@ -124,7 +128,10 @@ http://localhost:9082 {
 	log
 	@authed {
 		not path /authkit/token
-		not method OPTIONS
+		not {
+			method OPTIONS
+			path /authkit/*
+		}
 	}
 	basic_auth @authed {
 		alice %[2]s
@@ -304,8 +311,8 @@ func (r response) errorCode(t *testing.T) string {
 	return env["code"].(string)
 }
 
-// request is one call to the gateway. user signs in with basic_auth.
-type request struct {
+// call is one call to the gateway. user signs in with basic_auth.
+type call struct {
 	method, url, user string
 	header            map[string]string
 	// values are header fields sent with several values.
@@ -313,7 +320,7 @@ type request struct {
 	body   []byte
 }
 
-func (g *gateway) do(req request) response {
+func (g *gateway) do(req call) response {
 	g.t.Helper()
 	var body io.Reader
 	if req.body != nil {
@@ -346,7 +353,7 @@ func (g *gateway) do(req request) response {
 
 func (g *gateway) as(user, method, path string, header map[string]string) response {
 	g.t.Helper()
-	return g.do(request{method: method, url: appURL + path, user: user, header: header})
+	return g.do(call{method: method, url: appURL + path, user: user, header: header})
 }
 
 // concurrently makes n calls at once and returns their answers in order;
@@ -444,11 +451,13 @@ func freePort(t *testing.T) int {
 
 // instanceConfig is the second instance's Caddyfile: one site whose
 // identity is the X-Auth-User header, as the header site of gatewayConfig.
+// A reload lets the old config finish what it took (grace_period), as in
+// production: a call in flight is answered, not cut.
 const instanceConfig = `{
 	admin 127.0.0.1:%[1]d
 	skip_install_trust
 	http_port %[2]d
-	grace_period 1ns
+	grace_period 10s
 }
 
 http://127.0.0.1:%[2]d {

@@ -3,15 +3,12 @@ package caddyauthkit
 import (
 	"net/http"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-)
 
-// maxIdentityLength is the longest identity accepted, in bytes.
-const maxIdentityLength = 128
+	"github.com/caddyauthkit/caddyauthkit/internal/inspect"
+)
 
 // identity is the caller as the authentication layer in front named it.
 type identity struct {
@@ -19,15 +16,23 @@ type identity struct {
 	Type string
 }
 
-// resolveIdentity reads the caller's identity: on the token route from a
-// ticket when the request carries one, else from the configured
-// placeholders. Nothing else the client sends is consulted.
+// resolveIdentity reads the caller's identity. On the token route it comes
+// from a ticket: that route is the one the site's auth layer lets through
+// (the vendor's iframe calls it without the app's credentials), so an
+// identity header there is whatever the client sent; only with ticket_only
+// off may the placeholder name the caller there too. Elsewhere it comes
+// from the configured placeholders. Nothing else the client sends counts.
 func (a *AuthKit) resolveIdentity(r *http.Request, rt *route) (identity, error) {
-	if tickets := r.Header[canonicalTicketHeader]; len(tickets) > 0 && rt == tokenRoute {
-		if len(tickets) > 1 {
+	if rt == tokenRoute {
+		switch tickets := r.Header[canonicalTicketHeader]; {
+		case len(tickets) > 1:
 			return identity{}, errTicketInvalid()
+		case len(tickets) == 1:
+			return a.openTicket(tickets[0])
+		case a.ticketOnly:
+			return identity{}, newError(http.StatusUnauthorized, "ticket_required",
+				"the token route takes a ticket: the app's page gets one from "+a.Prefix+"/ticket and passes it to the widget as token.headers "+ticketHeader)
 		}
-		return a.tickets.open(tickets[0])
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
@@ -43,41 +48,18 @@ func (a *AuthKit) resolveIdentity(r *http.Request, rt *route) (identity, error) 
 	if id == "" {
 		return identity{}, newError(http.StatusUnauthorized, "identity_missing", "the request carries no authenticated identity")
 	}
-	if reason := invalidIdentity(id); reason != "" {
+	if reason := inspect.Identity(id); reason != "" {
 		return identity{}, newError(http.StatusBadRequest, "identity_invalid", "the identity "+reason)
 	}
 	kind := repl.ReplaceAll(a.IdentityType, "")
-	if !validIdentityType(kind) {
+	if !inspect.IdentityType(kind) {
 		return identity{}, newError(http.StatusBadRequest, "identity_type_invalid", "the identity type must be user, team, organization or project")
 	}
 	return identity{ID: id, Type: kind}, nil
 }
 
-// invalidIdentity says why id cannot be an identity, or "" when it can.
-func invalidIdentity(id string) string {
-	switch {
-	case strings.TrimSpace(id) == "":
-		return "is blank"
-	case len(id) > maxIdentityLength:
-		return "is longer than 128 bytes"
-	case !utf8.ValidString(id):
-		return "is not UTF-8"
-	case strings.IndexFunc(id, unicode.IsControl) >= 0:
-		return "contains control characters"
-	}
-	return ""
-}
-
-func validIdentityType(t string) bool {
-	switch t {
-	case "user", "team", "organization", "project":
-		return true
-	}
-	return false
-}
-
-// keySuffix is how Pica writes an identity at the end of a connection key:
-// spaces and colons become dashes.
+// keySuffix is how the vendor writes an identity at the end of a
+// connection key: spaces and colons become dashes.
 func keySuffix(id string) string {
 	return keySuffixReplacer.Replace(id)
 }
@@ -97,13 +79,14 @@ func headerOfPlaceholder(placeholder string) string {
 // closeAfterChunked asks Go's server to close the connection after answering
 // an HTTP/1.x request framed by Transfer-Encoding. It matters where a request
 // header names the caller: a smuggled request could name anyone, while one
-// behind basic_auth or a JWT layer carries its own credentials. Go frames a request with
-// both Content-Length and Transfer-Encoding by the latter and drops the
-// former before any handler sees it, so a proxy in front that framed it by
-// Content-Length may have sent more: a smuggled request whose identity
-// header the proxy never checked. Closing means nothing after this body is
-// ever read on this connection. Go does not tell handlers the request's
-// Transfer-Encoding; on HTTP/1.x an unknown length (-1) means chunked.
+// behind basic_auth or a JWT layer carries its own credentials. Go frames a
+// request with both Content-Length and Transfer-Encoding by the latter and
+// drops the former before any handler sees it, so a proxy in front that
+// framed it by Content-Length may have sent more: a smuggled request whose
+// identity header the proxy never checked. Closing means nothing after this
+// body is ever read on this connection. Go does not tell handlers the
+// request's Transfer-Encoding; on HTTP/1.x an unknown length (-1) means
+// chunked.
 func closeAfterChunked(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 1 && (r.ContentLength < 0 || len(r.TransferEncoding) > 0) {
 		w.Header().Set("Connection", "close")

@@ -1,56 +1,18 @@
 package caddyauthkit
 
 import (
+	"context"
 	"fmt"
-	"strings"
+	"net/http/httptest"
 	"testing"
-	"unicode/utf8"
-)
 
-func TestInvalidIdentity(t *testing.T) {
-	for id, invalid := range map[string]bool{
-		"alice":                  false,
-		"user_123@example.com":   false,
-		"Zoë Ü 名前":               false,
-		strings.Repeat("a", 128): false,
-		"":                       true,
-		"   ":                    true,
-		"\t\n":                   true,
-		strings.Repeat("a", 129): true,
-		"alice\r\nX-Injected: 1": true,
-		"ali\x00ce":              true,
-		"ali\x7fce":              true,
-		"ali\u0085ce":            true,
-		"\xff\xfe":               true,
-		"\xc0\xae":               true,
-	} {
-		if got := invalidIdentity(id) != ""; got != invalid {
-			t.Errorf("invalidIdentity(%q) says invalid=%v, want %v", id, got, invalid)
-		}
-	}
-}
+	"github.com/caddyserver/caddy/v2"
+)
 
 func TestKeySuffixAsPicaWritesIt(t *testing.T) {
 	if got := keySuffix("org:acme team 1"); got != "org-acme-team-1" {
 		t.Fatalf("keySuffix = %q", got)
 	}
-}
-
-// FuzzIdentity: an identity let through is printable UTF-8 of at most 128
-// bytes, so it is safe in a header, a query and a log line.
-func FuzzIdentity(f *testing.F) {
-	for _, seed := range []string{"alice", "", " ", "a\r\nb", "\xff", strings.Repeat("x", 200)} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, id string) {
-		if invalidIdentity(id) != "" {
-			return
-		}
-		if len(id) > maxIdentityLength || !utf8.ValidString(id) || strings.TrimSpace(id) == "" ||
-			strings.ContainsAny(id, "\r\n\x00") {
-			t.Fatalf("invalidIdentity let %q through", id)
-		}
-	})
 }
 
 func TestIdentityHeaderOnlyFromTrustedProxies(t *testing.T) {
@@ -81,7 +43,21 @@ http://localhost:9080 {
 		if t.Failed() {
 			t.FailNow()
 		}
-		res := g.do(request{method: "POST", url: appURL + "/authkit/token", header: map[string]string{"X-Forwarded-User": "alice"}})
+		res := g.do(call{method: "GET", url: appURL + "/authkit/connections", header: map[string]string{"X-Forwarded-User": "alice"}})
 		expect(t, res, tc.status, "")
+	}
+}
+
+func BenchmarkResolveIdentity(b *testing.B) {
+	a := &AuthKit{Identity: DefaultIdentity, IdentityType: DefaultIdentityType}
+	r := httptest.NewRequest("POST", "/authkit/connections", nil)
+	repl := caddy.NewReplacer()
+	repl.Set("http.auth.user.id", "alice@example.com")
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.resolveIdentity(r, connectionsRoute); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -40,7 +41,7 @@ type requestLabels struct {
 
 // denialReasons are initialised at 0, so a rate over them is defined
 // before the first denial.
-var denialReasons = []string{"identity_missing", "ticket_invalid", "connection_not_owned", "platform_not_allowed", "action_not_allowed"}
+var denialReasons = []string{"identity_missing", "ticket_required", "ticket_invalid", "connection_not_owned", "platform_not_allowed", "action_not_allowed"}
 
 // newMetrics registers the collectors in registry (Caddy makes a new one on
 // every config load), reusing any that another authkit handler registered.
@@ -170,6 +171,24 @@ func (m *metrics) cacheLookup(hit bool) {
 }
 
 func (m *metrics) cacheEviction() { m.evictions.Inc() }
+
+// inFlightChanged follows the limiter: +1 and -1 as calls start and end, 0
+// for a call refused as overloaded.
+func (m *metrics) inFlightChanged(delta int) {
+	if delta == 0 {
+		m.overloaded.Inc()
+		return
+	}
+	m.inFlight.Add(float64(delta))
+}
+
+// serverName is the name of the Caddy server that took r, for metrics.
+func serverName(r *http.Request) string {
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Name() != "" {
+		return srv.Name()
+	}
+	return "unknown"
+}
 
 func (m *metrics) denied(reason string) { m.denials.WithLabelValues(reason).Inc() }
 

@@ -68,9 +68,9 @@ func TestMetricsLabelRequestsByServerRouteMethodAndCode(t *testing.T) {
 	g := startGateway(t, nil, "")
 	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
 	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "")
-	expect(t, g.do(request{method: "POST", url: headerURL + "/authkit/token",
+	expect(t, g.do(call{method: "POST", url: headerURL + "/authkit/token",
 		header: map[string]string{"X-Auth-User": "carol", "X-Auth-Type": "user"}}), 200, "")
-	preflight := g.do(request{method: "OPTIONS", url: appURL + "/authkit/token", header: map[string]string{
+	preflight := g.do(call{method: "OPTIONS", url: appURL + "/authkit/token", header: map[string]string{
 		"Origin": "https://authkit.picaos.com", "Access-Control-Request-Method": "POST"}})
 	if preflight.StatusCode != http.StatusNoContent {
 		t.Fatalf("preflight: %d", preflight.StatusCode)
@@ -97,7 +97,7 @@ func TestMetricsDenialsExistAtZeroThenCount(t *testing.T) {
 		expectMetric(t, m, `caddy_authkit_denials_total{reason="`+reason+`"}`, 0)
 	}
 	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.bob.Key}), 403, "connection_not_owned")
-	expect(t, g.do(request{method: "POST", url: headerURL + "/authkit/token"}), 401, "identity_missing")
+	expect(t, g.do(call{method: "POST", url: headerURL + "/authkit/token"}), 401, "identity_missing")
 	m = scrape(t)
 	expectMetric(t, m, `caddy_authkit_denials_total{reason="connection_not_owned"}`, 1)
 	expectMetric(t, m, `caddy_authkit_denials_total{reason="identity_missing"}`, 1)
@@ -170,7 +170,7 @@ func TestMetricsMadeUpMethodsAddNoSeries(t *testing.T) {
 		"/authkit/connectors", "/authkit/passthrough/x", "/authkit/nowhere"}
 	send := func(method string) {
 		for _, path := range paths {
-			g.do(request{method: method, url: headerURL + path})
+			g.do(call{method: method, url: headerURL + path})
 		}
 	}
 	send("BREW")

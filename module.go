@@ -16,6 +16,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/cache"
+	"github.com/caddyauthkit/caddyauthkit/internal/ticket"
+	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
 
 func init() {
@@ -149,33 +153,45 @@ type AuthKit struct {
 	// keyed hashes; connection keys never appear. Default: true
 	Audit *bool `json:"audit,omitempty"`
 
+	// Take the token route's identity from a ticket only. The token route
+	// is the one the site's auth layer lets through, for the vendor's
+	// iframe; an identity header there is whatever the client sent. Turn it
+	// off only where the auth layer covers the token route too (the legacy
+	// Pica widget set-up): then the identity placeholder names the caller
+	// there as well. Default: true
+	TicketOnly *bool `json:"ticket_only,omitempty"`
+
 	// The reverse_proxy handler that carries passthrough calls; only
 	// reverse_proxy is accepted. Its transport (TLS, forward proxy, dial
 	// settings) carries every other call to the vendor too. Left out, it is
 	// made from `api`; given, its upstreams and transport default to `api`.
 	ProxyRaw json.RawMessage `json:"proxy,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
 
-	provider       *provider
+	provider       *vendor.Provider
 	secret         string
 	apiURL         *url.URL
+	prefixLower    string
 	identityHeader string
 	ownershipOn    bool
 	exposeKeys     bool
+	ticketOnly     bool
 	platforms      map[string]struct{}
 	actions        map[string]struct{}
 	logHash        *keyedHash
 
 	proxy      *reverseproxy.Handler
-	pica       *picaClient
+	vendor     *vendor.Client
+	limiter    *vendor.Limiter
 	cors       *corsPolicy
-	owners     *cache[string]
+	owners     *owners
 	tokens     *tokenSource
-	tickets    *tickets
-	connectors *cache[[]byte]
+	tickets    *ticket.Sealer
+	connectors *cache.Cache[[]byte]
 	metrics    *metrics
 	logger     *zap.Logger
 	auditLog   *zap.Logger // nil when audit is off
 	events     *eventSink
+	scope      any // where the prefix is claimed (see layout.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -194,13 +210,34 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	if err := a.setDefaults(); err != nil {
 		return err
 	}
+	a.prefixLower = strings.ToLower(a.Prefix)
+	a.identityHeader = headerOfPlaceholder(a.Identity)
+	place := layoutOf(ctx)
+	where := a.where(place)
+	var copied bool
+	if place != nil {
+		var err error
+		copied, err = a.checkLayout(place)
+		if observeLayout != nil {
+			observeLayout(a, place, copied, err) // the doctor reports every handler
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, option := range [][2]string{{"secret", a.Secret}, {"ticket_key", a.TicketKey}} {
+		if err := checkBaked(option[0], option[1]); err != nil {
+			return fmt.Errorf("%s: %v", where, err)
+		}
+	}
 	secret, err := resolveSecret(a.Secret)
 	if err != nil {
 		return err
 	}
 	a.secret = secret
-	for _, warning := range a.warnings() {
-		a.logger.Warn(warning)
+	for _, warning := range a.warnings(copied) {
+		a.logger.Warn(where + ": " + warning)
 	}
 	ticketKey := secret
 	if a.TicketKey != "" {
@@ -211,14 +248,14 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	if a.apiURL, err = parseAPI(a.API); err != nil {
 		return err
 	}
-	a.identityHeader = headerOfPlaceholder(a.Identity)
 	a.ownershipOn = a.Ownership == nil || *a.Ownership
 	a.exposeKeys = a.ExposeKeys == nil || *a.ExposeKeys
+	a.ticketOnly = a.TicketOnly == nil || *a.TicketOnly
 	a.platforms = setOf(a.Platforms)
 	a.actions = setOf(a.Actions)
 	a.cors = newCORSPolicy(a.CORSOrigins, a.CORSHeaders)
 	a.logHash = newKeyedHash(deriveKey(secret, purposeLogHash))
-	a.tickets = newTickets(ticketKey, time.Duration(a.TicketTTL))
+	a.tickets = ticket.New(ticketKey, time.Duration(a.TicketTTL))
 
 	if a.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
@@ -227,11 +264,14 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.pica = newPicaClient(a.apiURL, a.provider, a.secret, transport, time.Duration(a.Timeout), a.MaxConcurrent, a.logger, a.metrics)
-	a.tokens = newTokenSource(a.pica)
-	a.connectors = newCache[[]byte](256, connectorsTTL)
-	a.owners = newCache[string](a.OwnershipCacheSize, time.Duration(a.OwnershipTTL))
-	a.owners.onLookup, a.owners.onEvict = a.metrics.cacheLookup, a.metrics.cacheEviction
+	a.limiter = vendor.NewLimiter(a.MaxConcurrent, a.metrics.inFlightChanged)
+	a.vendor = vendor.New(vendor.Config{
+		API: a.apiURL, Provider: a.provider, Secret: a.secret, Transport: transport,
+		Timeout: time.Duration(a.Timeout), Limiter: a.limiter, Hooks: a.vendorHooks(),
+	})
+	a.tokens = newTokenSource(a.vendor)
+	a.connectors = cache.New[[]byte](256, connectorsTTL)
+	a.owners = newOwners(a.vendor, a.OwnershipCacheSize, time.Duration(a.OwnershipTTL), a.platforms, a.logger, a.hash, a.metrics)
 	if a.Audit == nil || *a.Audit {
 		a.auditLog = a.logger.Named("audit")
 	}
@@ -245,12 +285,12 @@ func (a *AuthKit) setDefaults() error {
 	if a.Provider == "" {
 		a.Provider = DefaultProvider
 	}
-	a.provider = providers[a.Provider]
+	a.provider = vendor.Providers[a.Provider]
 	if a.provider == nil {
 		return fmt.Errorf("authkit: provider %q must be pica or one", a.Provider)
 	}
 	if a.API == "" {
-		a.API = a.provider.api
+		a.API = a.provider.API
 	}
 	if a.Prefix == "" {
 		a.Prefix = DefaultPrefix
@@ -263,7 +303,7 @@ func (a *AuthKit) setDefaults() error {
 		a.IdentityType = DefaultIdentityType
 	}
 	if len(a.CORSOrigins) == 0 {
-		a.CORSOrigins = []string{a.provider.corsOrigin}
+		a.CORSOrigins = []string{a.provider.CORSOrigin}
 	}
 	defaultDuration(&a.OwnershipTTL, DefaultOwnershipTTL)
 	defaultDuration(&a.Timeout, DefaultTimeout)
@@ -311,15 +351,21 @@ func resolveSecret(placeholder string) (string, error) {
 	return secret, nil
 }
 
+// observeLayout, when set, hears every handler's layout as it is
+// provisioned, and layout errors do not fail the provisioning: the doctor
+// uses it to report on every handler of a config at once.
+var observeLayout func(a *AuthKit, l *layout, copied bool, err error)
+
 // Cleanup releases the caches; Caddy cleans up the guest reverse_proxy, and
 // with it the transport, itself.
 func (a *AuthKit) Cleanup() error {
 	a.events.close()
+	releasePrefix(a)
 	if a.owners != nil {
-		a.owners.clear()
+		a.owners.cache.Clear()
 	}
 	if a.connectors != nil {
-		a.connectors.clear()
+		a.connectors.Clear()
 	}
 	return nil
 }

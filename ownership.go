@@ -7,16 +7,43 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/cache"
+	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
 
-// ownerCacheKey names one cached answer about id: the hash of the identity
-// first, so every answer about one caller can be forgotten at once, then
-// the kind of question and its subject, hashed so entries stay small and
-// hold no key.
-func ownerCacheKey(id identity, kind byte, subject string) string {
+// keylessHeader names, instead of a connection key, the caller's connection
+// to use: a platform (gmail) or a connection id.
+const keylessHeader = "X-AuthKit-Connection"
+
+// owners answers whose connections are whose: whether a connection key is
+// the caller's, and which of the caller's connections a platform or an id
+// names (keyless passthrough). It asks the vendor's vault, re-checks every
+// row it gets, and caches positive answers per caller in one bounded cache;
+// concurrent misses share one call.
+type owners struct {
+	vendor    *vendor.Client
+	cache     *cache.Cache[string]
+	platforms map[string]struct{} // the allow-list; nil allows all
+	logger    *zap.Logger
+	hash      func(string) string // for logs: identities and keys hashed
+}
+
+func newOwners(client *vendor.Client, size int, ttl time.Duration, platforms map[string]struct{}, logger *zap.Logger, hash func(string) string, m *metrics) *owners {
+	c := cache.New[string](size, ttl)
+	c.OnLookup, c.OnEvict = m.cacheLookup, m.cacheEviction
+	return &owners{vendor: client, cache: c, platforms: platforms, logger: logger, hash: hash}
+}
+
+// cacheKey names one cached answer about id: the hash of the identity
+// first, so every answer about one caller can be forgotten at once, then the
+// kind of question and its subject, hashed so entries stay small and hold
+// no key.
+func cacheKey(id identity, kind byte, subject string) string {
 	var b [33]byte
 	idSum := sha256.Sum256([]byte(id.Type + "\x00" + id.ID))
 	subjectSum := sha256.Sum256([]byte(subject))
@@ -33,43 +60,15 @@ const (
 	generationOf byte = 'g' // the current generation of id's platform answers
 )
 
-// generation names the current set of id's connections; answers that a new
-// connection would change are cached under it. A lost generation is a new
-// random one, so a stale answer can never come back.
-func (a *AuthKit) generation(id identity) string {
-	key := ownerCacheKey(id, generationOf, "")
-	if g, ok := a.owners.get(key); ok {
-		return g
-	}
-	return a.renewGeneration(id)
-}
-
-// renewGeneration forgets id's platform answers in O(1): the token and
-// ticket routes call it, since the widget they open may connect an account.
-func (a *AuthKit) renewGeneration(id identity) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	g := string(b[:])
-	a.owners.add(ownerCacheKey(id, generationOf, ""), g)
-	return g
-}
-
-// forgetConnections drops every cached answer about id's connections.
-func (a *AuthKit) forgetConnections(id identity) {
-	prefix := ownerCacheKey(id, 0, "")[:16]
-	a.owners.removeIf(func(key string) bool { return strings.HasPrefix(key, prefix) })
-}
-
-// checkOwnership refuses a connection key that is not the caller's: at once
-// when the key's identity suffix names someone else, else from the cache,
-// else by asking the vendor's vault (concurrent misses for one key share one
-// call). Only positive answers are cached.
-func (a *AuthKit) checkOwnership(ctx context.Context, id identity, connectionKey string) error {
+// check refuses a connection key that is not the caller's: at once when the
+// key's identity suffix names someone else, else from the cache, else by
+// asking the vault.
+func (o *owners) check(ctx context.Context, id identity, connectionKey string) error {
 	if _, suffix, ok := strings.Cut(connectionKey, "|"); ok && suffix != keySuffix(id.ID) {
-		return a.notOwned(id, connectionKey)
+		return o.notOwned(id, connectionKey)
 	}
-	owned, err := a.owners.load(ctx, ownerCacheKey(id, ownsKey, connectionKey), func(ctx context.Context) (string, bool, error) {
-		owned, err := a.askOwnership(ctx, id, connectionKey)
+	owned, err := o.cache.Load(ctx, cacheKey(id, ownsKey, connectionKey), func(ctx context.Context) (string, bool, error) {
+		owned, err := o.askVault(ctx, id, connectionKey)
 		if err != nil || !owned {
 			return "", false, err
 		}
@@ -79,41 +78,164 @@ func (a *AuthKit) checkOwnership(ctx context.Context, id identity, connectionKey
 		return err
 	}
 	if owned == "" {
-		return a.notOwned(id, connectionKey)
+		return o.notOwned(id, connectionKey)
 	}
 	return nil
 }
 
 // notOwned is the denial of a key that is not the caller's, logged with
 // hashes only: enough to correlate, nothing to reuse.
-func (a *AuthKit) notOwned(id identity, connectionKey string) error {
-	if c := a.logger.Check(zapcore.DebugLevel, "connection key not owned by the caller"); c != nil {
-		c.Write(zap.String("identity", a.hash(id.Type+":"+id.ID)), zap.String("connection_key", a.hash(connectionKey)))
+func (o *owners) notOwned(id identity, connectionKey string) error {
+	if c := o.logger.Check(zapcore.DebugLevel, "connection key not owned by the caller"); c != nil {
+		c.Write(zap.String("identity", o.hash(id.Type+":"+id.ID)), zap.String("connection_key", o.hash(connectionKey)))
 	}
 	return newError(http.StatusForbidden, "connection_not_owned", "the connection does not belong to the caller")
 }
 
-// askOwnership asks the vault whether connectionKey belongs to id. The
-// filter is sent, and every row returned is checked again here. The vault's
-// key filter is a comma list, so a key with a comma (an identity such as
+// askVault asks the vault whether connectionKey belongs to id. The filter
+// is sent, and every row returned is checked again here. The vault's key
+// filter is a comma list, so a key with a comma (an identity such as
 // uid=carol,ou=people) is looked up by identity and platform instead.
-func (a *AuthKit) askOwnership(ctx context.Context, id identity, connectionKey string) (bool, error) {
+func (o *owners) askVault(ctx context.Context, id identity, connectionKey string) (bool, error) {
 	query := url.Values{"identity": {id.ID}, "identityType": {id.Type}, "limit": {"100"}}
 	if strings.Contains(connectionKey, ",") {
 		query.Set("platform", keyPlatform(connectionKey))
 	} else {
 		query.Set("key", connectionKey)
 	}
-	page, err := a.pica.vaultList(ctx, query)
+	page, err := o.vendor.VaultList(ctx, query)
 	if err != nil {
 		return false, err
 	}
-	for _, row := range page.rows {
-		if row.Key == connectionKey && row.ownedBy(id) {
+	for _, row := range page.Rows {
+		if row.Key == connectionKey && row.OwnedBy(id.ID, id.Type) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// resolve finds the caller's one active connection named by value (keyless
+// passthrough) and returns its key and id. A value shaped like a UUID is a
+// connection id (the vault's ids are UUIDs, and no platform name is one);
+// anything else is a platform. Only the caller's own rows are ever
+// considered, so a resolved key is the caller's by construction.
+func (o *owners) resolve(ctx context.Context, id identity, value string) (key, connectionID string, err error) {
+	byID := looksLikeUUID(value)
+	if !byID && !validName(value) {
+		return "", "", newError(http.StatusBadRequest, "connection_invalid", "the "+keylessHeader+" header must be a platform name or a connection id")
+	}
+	if !byID && o.platforms != nil {
+		// Refused before asking the vault; a resolved key is checked again.
+		if _, ok := o.platforms[value]; !ok {
+			return "", "", errPlatformNotAllowed()
+		}
+	}
+	// Only the id → key answers are stable: a platform's answer changes when
+	// the caller connects another account, so it is keyed by the caller's
+	// generation, which opening the widget renews.
+	subject := value
+	if !byID {
+		subject = o.generation(id) + "\x00" + value
+	}
+	found, err := o.cache.Load(ctx, cacheKey(id, resolvesName, subject), func(ctx context.Context) (string, bool, error) {
+		conn, err := o.find(ctx, id, value, byID)
+		if err != nil {
+			return "", false, err
+		}
+		return conn.ID + "\n" + conn.Key, true, nil
+	})
+	if err != nil {
+		return "", "", err
+	}
+	connectionID, key, _ = strings.Cut(found, "\n")
+	return key, connectionID, nil
+}
+
+// find is the caller's one active connection with that id, or to that
+// platform. Anyone else's is not found alike, so the answer reveals
+// nothing; several to one platform is 409 naming them (never their keys),
+// so the app can pick one by id.
+func (o *owners) find(ctx context.Context, id identity, value string, byID bool) (vendor.Connection, error) {
+	mine := func(c vendor.Connection) bool { return c.OwnedBy(id.ID, id.Type) && c.Usable() }
+	if byID {
+		conn, found, err := o.vendor.VaultGet(ctx, value)
+		if err != nil {
+			return conn, err
+		}
+		if !found || !mine(conn) {
+			return conn, errConnectionNotFound()
+		}
+		return conn, nil
+	}
+	query := url.Values{"identity": {id.ID}, "identityType": {id.Type}, "platform": {value}, "active": {"true"}, "limit": {"100"}}
+	page, err := o.vendor.VaultList(ctx, query)
+	if err != nil {
+		return vendor.Connection{}, err
+	}
+	var matches []vendor.Connection
+	for _, row := range page.Rows {
+		// The filters are checked again: a vault that ignored one must not
+		// hand out someone else's key.
+		if mine(row) && row.Platform == value {
+			matches = append(matches, row)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return vendor.Connection{}, errConnectionNotFound()
+	case 1:
+		return matches[0], nil
+	}
+	ambiguous := newError(http.StatusConflict, "connection_ambiguous", "the caller has several "+value+" connections; name one by id in "+keylessHeader)
+	for _, m := range matches {
+		ambiguous.Connections = append(ambiguous.Connections, connectionSummary{ID: m.ID, Name: m.Name, Platform: m.Platform})
+	}
+	return vendor.Connection{}, ambiguous
+}
+
+// generation names the current set of id's connections; answers that a new
+// connection would change are cached under it. A lost generation is a new
+// random one, so a stale answer can never come back.
+func (o *owners) generation(id identity) string {
+	if g, ok := o.cache.Get(cacheKey(id, generationOf, "")); ok {
+		return g
+	}
+	return o.renew(id)
+}
+
+// renew forgets id's platform answers in O(1): the token and ticket routes
+// call it, since the widget they open may connect an account, and so does
+// the connections list, since what the caller sees there is what keyless
+// resolves next.
+func (o *owners) renew(id identity) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	g := string(b[:])
+	o.cache.Add(cacheKey(id, generationOf, ""), g)
+	return g
+}
+
+// forget drops every cached answer about id's connections.
+func (o *owners) forget(id identity) {
+	prefix := cacheKey(id, 0, "")[:16]
+	o.cache.RemoveIf(func(key string) bool { return strings.HasPrefix(key, prefix) })
+}
+
+// connectionSummary names a connection without its key, for answers that
+// list candidates.
+type connectionSummary struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Platform string `json:"platform"`
+}
+
+func errConnectionNotFound() *apiError {
+	return newError(http.StatusNotFound, "connection_not_found", "no such connection for the caller")
+}
+
+func errPlatformNotAllowed() *apiError {
+	return newError(http.StatusForbidden, "platform_not_allowed", "this platform is not allowed through the gateway")
 }
 
 // keyPlatform is the platform named by a connection key
@@ -124,4 +246,24 @@ func keyPlatform(key string) string {
 		return ""
 	}
 	return parts[1]
+}
+
+// looksLikeUUID: 8-4-4-4-12 hexadecimal digits.
+func looksLikeUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
 }

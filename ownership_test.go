@@ -1,6 +1,7 @@
 package caddyauthkit
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"runtime"
@@ -8,15 +9,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 func TestOwnerCacheKeySeparatesIdentityTypeAndKey(t *testing.T) {
-	a := ownerCacheKey(identity{ID: "acme", Type: "user"}, ownsKey, "k")
+	a := cacheKey(identity{ID: "acme", Type: "user"}, ownsKey, "k")
 	for _, other := range []string{
-		ownerCacheKey(identity{ID: "acme", Type: "team"}, ownsKey, "k"),
-		ownerCacheKey(identity{ID: "acme", Type: "user"}, ownsKey, "k2"),
-		ownerCacheKey(identity{ID: "acme", Type: "user"}, resolvesName, "k"),
-		ownerCacheKey(identity{ID: "acm", Type: "user"}, ownsKey, "ek"), // no ambiguity across the separator
+		cacheKey(identity{ID: "acme", Type: "team"}, ownsKey, "k"),
+		cacheKey(identity{ID: "acme", Type: "user"}, ownsKey, "k2"),
+		cacheKey(identity{ID: "acme", Type: "user"}, resolvesName, "k"),
+		cacheKey(identity{ID: "acm", Type: "user"}, ownsKey, "ek"), // no ambiguity across the separator
 	} {
 		if other == a {
 			t.Fatal("two different answers share a cache key")
@@ -28,14 +31,15 @@ func TestOwnerCacheKeySeparatesIdentityTypeAndKey(t *testing.T) {
 // configured size, not by how many distinct keys callers try.
 func TestOwnershipCacheStaysBoundedWithAMillionKeys(t *testing.T) {
 	const size = 10_000
-	c := newCache[string](size, time.Minute)
+	m, _ := newMetrics(nil)
+	c := newOwners(nil, size, time.Minute, nil, zap.NewNop(), nil, m).cache
 	before := liveHeap()
 	for i := 0; i < 1_000_000; i++ {
-		c.add(ownerCacheKey(identity{ID: strconv.Itoa(i), Type: "user"}, ownsKey, "test::gmail::default::0"), "k")
+		c.Add(cacheKey(identity{ID: strconv.Itoa(i), Type: "user"}, ownsKey, "test::gmail::default::0"), "k")
 	}
 	grown := int64(liveHeap()) - int64(before)
-	if c.order.Len() != size {
-		t.Fatalf("cache holds %d entries, bound %d", c.order.Len(), size)
+	if c.Len() != size {
+		t.Fatalf("cache holds %d entries, bound %d", c.Len(), size)
 	}
 	if perEntry := grown / size; perEntry > 256 {
 		t.Fatalf("%d bytes per entry", perEntry)
@@ -78,4 +82,20 @@ func TestNotOwnedIsLoggedOnARealDenialByHashesOnly(t *testing.T) {
 	if strings.Contains(string(raw), "alice") || strings.Contains(string(raw), g.bob.Key) {
 		t.Fatalf("denial line names the caller or the key: %s", raw)
 	}
+}
+
+func BenchmarkOwnershipCacheHit(b *testing.B) {
+	m, _ := newMetrics(nil)
+	o := newOwners(nil, DefaultOwnershipCacheSize, time.Minute, nil, zap.NewNop(), func(s string) string { return s }, m)
+	id := identity{ID: "alice", Type: "user"}
+	key := "test::gmail::default::106c889a50bc798e99b0ef4abb9d5e7b|alice"
+	o.cache.Add(cacheKey(id, ownsKey, key), key)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := o.check(context.Background(), id, key); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

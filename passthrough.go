@@ -10,6 +10,9 @@ import (
 	"sync"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/inspect"
+	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
 
 const maxConnectionKeyLen = 512
@@ -22,42 +25,46 @@ type checkedCall struct {
 	connectionKey string
 	actionID      string
 	platform      string
-	connectionID  string // known when X-AuthKit-Connection named the connection
 	requestID     string // Caddy's, for the transport's log line
 }
 
 type checkedCallKey struct{}
 
-// servePassthrough proxies a call to the vendor's Passthrough API once the
-// path is confined, the headers are unambiguous, the allow-lists pass and
-// the connection is the caller's.
-func (a *AuthKit) servePassthrough(ctx context.Context, w http.ResponseWriter, r *http.Request, id identity, rest string) (err error) {
-	rec := newAudit(passthroughRoute, id)
-	defer a.audit(r, rec, &err)
-	upstreamPath, err := confinePath(rest)
+// passthroughHeaders are those the browser may send on passthrough.
+var passthroughHeaders = strings.Join(slices.Concat(vendor.ConnectionKeyHeaders, vendor.ActionIDHeaders, []string{keylessHeader}), ", ")
+
+// servePassthrough proxies a call to the vendor's Passthrough API through
+// Caddy's reverse_proxy, once the path is confined, the headers are
+// unambiguous, the allow-lists pass, the connection is the caller's and the
+// body names no other.
+func (a *AuthKit) servePassthrough(w *recorder, rq *request) error {
+	r := rq.r
+	if rq.arg == "" {
+		return newError(http.StatusBadRequest, "path_invalid", "the passthrough path must follow "+a.Prefix+"/passthrough/ as written, without doubled slashes or dot segments")
+	}
+	upstreamPath, err := inspect.Path(rq.arg)
 	if err != nil {
 		return err
 	}
+	rq.upstreamPath = upstreamPath
 	if err := refuseHopByHop(r.Header); err != nil {
 		return err
 	}
-	call, err := a.checkPassthrough(ctx, r, id)
+	call, err := a.checkPassthrough(rq)
 	if err != nil {
 		return err
 	}
-	call.requestID = requestIDOf(ctx)
-	rec.platform, rec.connectionID, rec.path = call.platform, call.connectionID, upstreamPath
-	if err := pinBody(r, call); err != nil {
+	if err := inspect.PinBody(r, call.connectionKey); err != nil {
 		return err
 	}
-	release, err := a.pica.acquire()
+	release, err := a.limiter.Acquire()
 	if err != nil {
 		return err
 	}
 	defer release()
 
 	stripClientHeaders(r.Header, a.identityHeader)
-	r.URL.RawPath = a.apiURL.EscapedPath() + passthroughBase + rest
+	r.URL.RawPath = a.apiURL.EscapedPath() + inspect.PassthroughBase + rq.arg
 	r.URL.Path = a.apiURL.Path + upstreamPath
 	body := &bodyReader{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -65,9 +72,8 @@ func (a *AuthKit) servePassthrough(ctx context.Context, w http.ResponseWriter, r
 	}
 	r = r.WithContext(context.WithValue(r.Context(), checkedCallKey{}, call))
 
-	tw := &trackingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	err = a.proxy.ServeHTTP(tw, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
-	if !tw.wrote && (err != nil || tw.canceled) {
+	err = a.proxy.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	if w.status == 0 && (err != nil || w.canceled) {
 		if body.failed() {
 			// Go cancels the request when its body breaks, and may keep
 			// the connection: what follows on it is not a request.
@@ -77,49 +83,37 @@ func (a *AuthKit) servePassthrough(ctx context.Context, w http.ResponseWriter, r
 		if err == nil {
 			return errClientGone
 		}
-		return err
 	}
-	a.metrics.request(r, passthroughRoute.name, tw.status)
-	rec.status, rec.bytes, rec.reconnect = tw.status, tw.bytes, w.Header().Get("AuthKit-Reconnect") != ""
-	if rec.reconnect {
-		a.metrics.reconnects.Inc()
-	}
-	if err != nil {
-		// The answer has begun: Caddy logs the failure, nothing more can be said.
-		return streamError{err}
-	}
-	return nil
+	return err
 }
 
 // checkPassthrough reads the connection key and action id (under either
-// dialect's name, each exactly once), and checks them against the
-// allow-lists and the caller's ownership.
-func (a *AuthKit) checkPassthrough(ctx context.Context, r *http.Request, id identity) (*checkedCall, error) {
-	key, err := singleValue(r.Header, connectionKeyHeaders)
+// dialect's name, each exactly once) or the keyless header, and checks them
+// against the allow-lists and the caller's ownership.
+func (a *AuthKit) checkPassthrough(rq *request) (*checkedCall, error) {
+	h := rq.r.Header
+	key, err := singleValue(h, vendor.ConnectionKeyHeaders)
 	if err != nil {
 		return nil, err
 	}
-	actionID, err := singleValue(r.Header, actionIDHeaders)
+	actionID, err := singleValue(h, vendor.ActionIDHeaders)
 	if err != nil {
 		return nil, err
 	}
-	keyless, err := singleValue(r.Header, []string{keylessHeader})
+	keyless, err := singleValue(h, []string{keylessHeader})
 	if err != nil {
 		return nil, err
 	}
-	connectionID := ""
 	if keyless != "" {
 		if key != "" {
 			return nil, newError(http.StatusBadRequest, "header_ambiguous", "send either a connection key or "+keylessHeader+", not both")
 		}
-		resolved, err := a.resolveConnection(ctx, id, keyless)
-		if err != nil {
+		if key, rq.connectionID, err = a.owners.resolve(rq.ctx, rq.caller, keyless); err != nil {
 			return nil, err
 		}
-		key, connectionID = resolved.connectionKey, resolved.connectionID
 	}
 	if key == "" {
-		return nil, newError(http.StatusBadRequest, "connection_key_missing", "the "+a.provider.connectionKeyHeader+" header is required")
+		return nil, newError(http.StatusBadRequest, "connection_key_missing", "the "+a.provider.ConnectionKeyHeader+" header is required")
 	}
 	if len(key) > maxConnectionKeyLen || strings.ContainsFunc(key, isControl) {
 		return nil, newError(http.StatusBadRequest, "connection_key_invalid", "the connection key header is not a connection key")
@@ -127,10 +121,10 @@ func (a *AuthKit) checkPassthrough(ctx context.Context, r *http.Request, id iden
 	if strings.ContainsFunc(actionID, isControl) {
 		return nil, newError(http.StatusBadRequest, "action_id_invalid", "the action id header is not an action id")
 	}
-	call := &checkedCall{connectionKey: key, actionID: actionID, platform: keyPlatform(key), connectionID: connectionID}
+	rq.platform = keyPlatform(key)
 	if a.platforms != nil {
-		if _, ok := a.platforms[call.platform]; !ok {
-			return nil, newError(http.StatusForbidden, "platform_not_allowed", "this platform is not allowed through the gateway")
+		if _, ok := a.platforms[rq.platform]; !ok {
+			return nil, errPlatformNotAllowed()
 		}
 	}
 	if a.actions != nil {
@@ -138,12 +132,12 @@ func (a *AuthKit) checkPassthrough(ctx context.Context, r *http.Request, id iden
 			return nil, newError(http.StatusForbidden, "action_not_allowed", "this action id is not allowed through the gateway")
 		}
 	}
-	if a.ownershipOn && connectionID == "" { // a resolved key is the caller's by construction
-		if err := a.checkOwnership(ctx, id, key); err != nil {
+	if a.ownershipOn && keyless == "" { // a resolved key is the caller's by construction
+		if err := a.owners.check(rq.ctx, rq.caller, key); err != nil {
 			return nil, err
 		}
 	}
-	return call, nil
+	return &checkedCall{connectionKey: key, actionID: actionID, platform: rq.platform, requestID: rq.requestID()}, nil
 }
 
 // singleValue returns the one value the client gave under any spelling of
@@ -189,7 +183,7 @@ var gatewayOwnHeaders = []string{keylessHeader, ticketHeader}
 
 // transportHeaders are set on the outgoing request by the transport only:
 // any spelling the client sent is removed.
-var transportHeaders = slices.Concat(connectionKeyHeaders, actionIDHeaders, secretHeaders)
+var transportHeaders = slices.Concat(vendor.ConnectionKeyHeaders, vendor.ActionIDHeaders, vendor.SecretHeaders)
 
 func refuseHopByHop(h http.Header) error {
 	for _, value := range h.Values("Connection") {
@@ -221,11 +215,6 @@ func stripClientHeaders(h http.Header, identityHeader string) {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-// streamError is a failure after the response started; it goes to Caddy as is.
-type streamError struct{ error }
-
-func (e streamError) Unwrap() error { return e.error }
-
 // bodyReader remembers whether reading the client's body failed, so that a
 // broken body is the caller's fault (400), not the vendor's outage.
 type bodyReader struct {
@@ -248,40 +237,4 @@ func (b *bodyReader) failed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.err != nil
-}
-
-func errBodyInvalid() *apiError {
-	return newError(http.StatusBadRequest, "body_invalid", "the request body could not be read")
-}
-
-// trackingWriter records whether and what the proxy wrote, so a failure
-// before the response started can still be answered in the envelope.
-type trackingWriter struct {
-	*caddyhttp.ResponseWriterWrapper
-	wrote    bool
-	canceled bool
-	status   int
-	bytes    int64
-}
-
-func (w *trackingWriter) WriteHeader(status int) {
-	if status == 499 && !w.wrote {
-		// Caddy's proxy writes 499 when the request was cancelled, also
-		// when the client's body broke: servePassthrough answers instead.
-		w.canceled = true
-		return
-	}
-	if status >= 200 {
-		w.wrote, w.status = true, status
-	}
-	w.ResponseWriterWrapper.WriteHeader(status)
-}
-
-func (w *trackingWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.wrote, w.status = true, http.StatusOK
-	}
-	n, err := w.ResponseWriterWrapper.Write(b)
-	w.bytes += int64(n)
-	return n, err
 }

@@ -12,11 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyauthkit/caddyauthkit/internal/inspect"
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
 
@@ -42,7 +42,7 @@ func (r response) echo(t *testing.T) echo {
 func TestPassthroughForwardsTheOwnersCall(t *testing.T) {
 	g := startGateway(t, nil, "")
 	body := []byte(`{"to":"someone@example.com"}`)
-	res := g.do(request{method: "POST", url: appURL + "/authkit/passthrough/gmail/v1/users/me/messages/send?a=1&a=2&q=x%20y", user: "alice",
+	res := g.do(call{method: "POST", url: appURL + "/authkit/passthrough/gmail/v1/users/me/messages/send?a=1&a=2&q=x%20y", user: "alice",
 		body: body, header: map[string]string{
 			"X-Pica-Connection-Key": g.alice.Key,
 			"X-Pica-Action-Id":      "conn_mod_def::send",
@@ -164,15 +164,22 @@ var pathAttacks = []string{
 	"/authkit/passthrough/%2F%2Fevil.example/x",
 }
 
+// TestPassthroughPathAttacks: no path reaches another endpoint of the
+// vendor. A path under the prefix as Caddy's matchers read it (cleaned,
+// any case) is refused in the envelope (400, or 404 for no route); one
+// that cleans to outside the prefix is the app's, as every matcher of the
+// site sees it.
 func TestPassthroughPathAttacks(t *testing.T) {
 	g := startGateway(t, nil, "")
 	for _, target := range pathAttacks {
-		status := rawRequest(t, "GET", target, map[string]string{
+		res := rawRequest(t, "GET", target, map[string]string{
 			"Authorization":         "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:alice")),
 			"X-Pica-Connection-Key": g.alice.Key,
 		})
-		if status != http.StatusBadRequest {
-			t.Errorf("%s: status %d, want 400", target, status)
+		// (A path Go's server cannot parse is its own plain 400.)
+		refused := res.StatusCode == http.StatusBadRequest || res.StatusCode == http.StatusNotFound
+		if !refused && string(res.body) != "app" {
+			t.Errorf("%s: %d %s, want refused or the app's answer", target, res.StatusCode, res.body)
 		}
 	}
 	if reqs := g.pica.Requests(); len(reqs) != 0 {
@@ -181,7 +188,7 @@ func TestPassthroughPathAttacks(t *testing.T) {
 }
 
 // rawRequest sends target exactly as written, which no URL parser would.
-func rawRequest(t *testing.T, method, target string, header map[string]string) int {
+func rawRequest(t *testing.T, method, target string, header map[string]string) response {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", "127.0.0.1:9080", 2*time.Second)
 	if err != nil {
@@ -202,55 +209,15 @@ func rawRequest(t *testing.T, method, target string, header map[string]string) i
 	if err != nil {
 		t.Fatalf("%s: %v", target, err)
 	}
-	res.Body.Close()
-	return res.StatusCode
-}
-
-func TestConfinePathKeepsGoodPaths(t *testing.T) {
-	for rest, want := range map[string]string{
-		"users/me":                 "/v1/passthrough/users/me",
-		"users/me%40example.com/x": "/v1/passthrough/users/me@example.com/x",
-		"a%20b/c.json":             "/v1/passthrough/a b/c.json",
-		"crm/v3/objects/contacts/": "/v1/passthrough/crm/v3/objects/contacts/",
-		"files/.well-known/x":      "/v1/passthrough/files/.well-known/x",
-		"v1/...":                   "/v1/passthrough/v1/...",
-	} {
-		got, err := confinePath(rest)
-		if err != nil || got != want {
-			t.Errorf("confinePath(%q) = %q, %v; want %q", rest, got, err, want)
-		}
-	}
-}
-
-// FuzzConfinePath: whatever the client sends, a path let through stays under
-// /v1/passthrough/ however often it is decoded.
-func FuzzConfinePath(f *testing.F) {
-	for _, attack := range pathAttacks {
-		f.Add(strings.TrimPrefix(attack, "/authkit/passthrough/"))
-	}
-	f.Add("users/me")
-	f.Fuzz(func(t *testing.T, rest string) {
-		upstream, err := confinePath(rest)
-		if err != nil {
-			return
-		}
-		p := upstream
-		for i := 0; i < 4; i++ {
-			if u, err := url.PathUnescape(p); err == nil {
-				p = u
-			}
-		}
-		p = path.Clean(strings.ReplaceAll(p, "\\", "/"))
-		if !strings.HasPrefix(p+"/", passthroughBase) {
-			t.Fatalf("confinePath(%q) = %q, which decodes to %q", rest, upstream, p)
-		}
-	})
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return response{res, body}
 }
 
 func TestPassthroughStreamsLargeBodies(t *testing.T) {
 	g := startGateway(t, nil, "")
 	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
-	res := g.do(request{method: "PUT", url: appURL + "/authkit/passthrough/files/big", user: "alice", body: body,
+	res := g.do(call{method: "PUT", url: appURL + "/authkit/passthrough/files/big", user: "alice", body: body,
 		header: map[string]string{"X-Pica-Connection-Key": g.alice.Key}})
 	expect(t, res, 200, "")
 	if e := res.echo(t); e.BodyLength != len(body) || e.BodySha256 != sha(body) {
@@ -339,7 +306,7 @@ func TestOwnershipOffLetsAnyKeyThrough(t *testing.T) {
 
 func TestHeaderIdentityIsNotForwarded(t *testing.T) {
 	g := startGateway(t, nil, "")
-	res := g.do(request{method: "GET", url: headerURL + "/authkit/passthrough/x", header: map[string]string{
+	res := g.do(call{method: "GET", url: headerURL + "/authkit/passthrough/x", header: map[string]string{
 		"X-Auth-User": "alice", "X-Auth-Type": "user", "X-Pica-Connection-Key": g.alice.Key}})
 	expect(t, res, 200, "")
 	if v := res.echo(t).Headers.Get("X-Auth-User"); v != "" {
@@ -370,7 +337,7 @@ func TestPassthroughBodyNamesOnlyTheCheckedKey(t *testing.T) {
 		for k, v := range extra {
 			h[k] = v
 		}
-		return g.do(request{method: "POST", url: appURL + "/authkit/passthrough/actions/run", user: "alice", body: []byte(body), header: h})
+		return g.do(call{method: "POST", url: appURL + "/authkit/passthrough/actions/run", user: "alice", body: []byte(body), header: h})
 	}
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 	for _, attack := range []struct{ body, contentType, code string }{
@@ -412,7 +379,7 @@ func TestPassthroughBodyNamesOnlyTheCheckedKey(t *testing.T) {
 	expect(t, res, http.StatusUnsupportedMediaType, "body_encoding_unsupported")
 	res = call(`{"connectionKey":`+q(foreign)+`}`, "application/json; charset=utf-16", nil)
 	expect(t, res, http.StatusUnsupportedMediaType, "body_encoding_unsupported")
-	big := `{"pad":"` + strings.Repeat("x", maxInspectedBody) + `","connectionKey":` + q(foreign) + `}`
+	big := `{"pad":"` + strings.Repeat("x", inspect.MaxInspectedBody) + `","connectionKey":` + q(foreign) + `}`
 	expect(t, call(big, "application/json", nil), http.StatusRequestEntityTooLarge, "body_too_large")
 	if n := len(requestsTo(g.pica, "passthrough")); n != 0 {
 		t.Fatalf("%d unreadable bodies reached the vendor", n)

@@ -156,7 +156,7 @@ func TestOneServerErrorIs502WithItsCorrelationID(t *testing.T) {
 func TestOneDefaultOriginIsOnesIframe(t *testing.T) {
 	g := startOne(t)
 	preflight := func(origin string) response {
-		return g.do(request{method: "OPTIONS", url: headerURL + "/authkit/token",
+		return g.do(call{method: "OPTIONS", url: headerURL + "/authkit/token",
 			header: map[string]string{"Origin": origin, "Access-Control-Request-Method": "POST"}})
 	}
 	if got := preflight("https://auth.withone.ai").Header.Get("Access-Control-Allow-Origin"); got != "https://auth.withone.ai" {
@@ -164,45 +164,5 @@ func TestOneDefaultOriginIsOnesIframe(t *testing.T) {
 	}
 	if got := preflight("https://authkit.picaos.com").Header.Get("Access-Control-Allow-Origin"); got != "" {
 		t.Fatalf("Pica's iframe origin got %q under provider one", got)
-	}
-}
-
-func TestThirdPartyHeadersOfBothProviders(t *testing.T) {
-	for name, want := range map[string]string{
-		"X-Pica-Passthrough-Content-Type":    "Content-Type",
-		"x-one-passthrough-www-authenticate": "www-authenticate",
-		"X-PICA-PASSTHROUGH-X":               "X",
-		"X-Pica-Passthrough-":                "",
-		"X-Pica-Passthrough":                 "",
-		"X-Pica-Secret":                      "",
-		"Content-Type":                       "",
-		"X-Other-Passthrough-Content-Type":   "",
-	} {
-		if got := thirdPartyHeader(name); got != want {
-			t.Fatalf("thirdPartyHeader(%q) = %q, want %q", name, got, want)
-		}
-	}
-	if fromThirdParty(http.Header{"Content-Type": {"application/json"}, "X-Pica-Secret": {"x"}}) {
-		t.Fatal("the vendor's own answer taken for a third party's")
-	}
-	if !fromThirdParty(http.Header{"Content-Type": {"application/json"}, "X-One-Passthrough-Date": {"x"}}) {
-		t.Fatal("a third party's answer through One not recognised")
-	}
-}
-
-func TestProvidersHaveTheirOwnDialect(t *testing.T) {
-	if providers["pica"] != pica || providers["one"] != one || len(providers) != 2 {
-		t.Fatalf("providers %v", providers)
-	}
-	if pica.tokenPath == one.tokenPath || pica.secretHeader == one.secretHeader || pica.corsOrigin == one.corsOrigin {
-		t.Fatal("the two providers share a dialect")
-	}
-	if !pica.whiteLabel || one.whiteLabel {
-		t.Fatal("only Pica has the white-label flag")
-	}
-	for _, list := range [][]string{connectionKeyHeaders, actionIDHeaders, secretHeaders} {
-		if len(list) != 2 || list[0] == list[1] {
-			t.Fatalf("a header list misses a spelling: %v", list)
-		}
 	}
 }

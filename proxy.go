@@ -18,6 +18,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
 
 // provisionProxy loads the guest reverse_proxy, with its upstream and
@@ -101,7 +103,7 @@ func dialAddress(u *url.URL) string {
 // hop-by-hop headers; answers are adapted for the browser on the way back.
 type vendorTransport struct {
 	next     http.RoundTripper
-	provider *provider
+	provider *vendor.Provider
 	secret   string
 	logger   *zap.Logger
 	metrics  *metrics
@@ -116,19 +118,21 @@ func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	for name := range out.Header {
 		// Caddy's own forwarding headers would tell the third party the
 		// user's address and the app's host.
-		if strings.HasPrefix(name, "X-Forwarded-") || name == "Via" || matchesAny(name, transportHeaders) {
+		if strings.HasPrefix(name, "X-Forwarded-") || name == "Via" || name == "Trailer" || matchesAny(name, transportHeaders) {
 			delete(out.Header, name)
 		}
 	}
-	out.Header.Set(t.provider.secretHeader, t.secret)
-	out.Header.Set(t.provider.connectionKeyHeader, call.connectionKey)
+	// A trailer is a header the gateway never checked: none is sent.
+	out.Trailer = nil
+	out.Header.Set(t.provider.SecretHeader, t.secret)
+	out.Header.Set(t.provider.ConnectionKeyHeader, call.connectionKey)
 	if call.actionID != "" {
-		out.Header.Set(t.provider.actionIDHeader, call.actionID)
+		out.Header.Set(t.provider.ActionIDHeader, call.actionID)
 	}
 	start := time.Now()
 	res, err := t.next.RoundTrip(out)
 	if err != nil {
-		t.metrics.vendorCall(endpointPassthrough, "error", time.Since(start))
+		t.metrics.vendorCall(vendor.EndpointPassthrough, "error", time.Since(start))
 		return nil, err
 	}
 	vendorStatus := res.StatusCode
@@ -138,13 +142,13 @@ func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		outcome = strconv.Itoa(vendorStatus)
 		t.metrics.failed(passthroughRoute.name, failure.Code)
 	}
-	t.metrics.vendorCall(endpointPassthrough, outcome, time.Since(start))
+	t.metrics.vendorCall(vendor.EndpointPassthrough, outcome, time.Since(start))
 	if failure != nil && failure.Status >= 500 {
 		t.logger.Error("vendor failed a passthrough call",
 			zap.Int("vendor_status", vendorStatus),
 			zap.String("code", failure.Code),
-			zap.String("vendor_correlation_id", failure.VendorCorrelationID),
-			zap.String("request_id", call.requestID))
+			zap.String("vendor_correlation_id", failure.CorrelationID),
+			zap.String("uuid", call.requestID))
 	}
 	return res, nil
 }
@@ -158,15 +162,15 @@ const outcomeRelayed = "relayed"
 // party's 401 as a grant to renew, and replaces an error of the vendor's own
 // (one without renamed third-party headers) with the gateway's envelope,
 // which it returns.
-func adaptResponse(res *http.Response, secret string, call *checkedCall) *apiError {
+func adaptResponse(res *http.Response, secret string, call *checkedCall) *vendor.Error {
 	for name := range res.Header {
 		if strings.HasPrefix(name, "Access-Control-") || name == "Set-Cookie" {
 			delete(res.Header, name)
 		}
 	}
-	if fromThirdParty(res.Header) {
+	if vendor.FromThirdParty(res.Header) {
 		for name, values := range res.Header {
-			if strings.EqualFold(thirdPartyHeader(name), "Content-Type") {
+			if strings.EqualFold(vendor.ThirdPartyHeader(name), "Content-Type") {
 				res.Header["Content-Type"] = values
 			}
 		}
@@ -180,8 +184,8 @@ func adaptResponse(res *http.Response, secret string, call *checkedCall) *apiErr
 	}
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 	res.Body.Close()
-	failure := vendorError(res.StatusCode, res.Header, raw, secret)
-	replaceWithError(res, failure)
+	failure := vendor.Failure(res.StatusCode, res.Header, raw, secret)
+	replaceWithError(res, errorBody(failure))
 	return failure
 }
 

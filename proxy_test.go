@@ -28,9 +28,9 @@ func TestEveryRouteReachesAnHTTPSVendorTrustedOnlyInTheProxyBlock(t *testing.T) 
 		t.Fatalf("token over TLS: %d rows, isWhiteLabel %v", len(body["rows"].([]any)), body["isWhiteLabel"])
 	}
 
-	ticket := g.do(request{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"})
+	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"})
 	expect(t, ticket, 200, "")
-	byTicket := g.do(request{method: "POST", url: ticketURL + "/authkit/token",
+	byTicket := g.do(call{method: "POST", url: ticketURL + "/authkit/token",
 		header: map[string]string{ticketHeader: ticket.json(t)["ticket"].(string)}})
 	expect(t, byTicket, 200, "")
 

@@ -18,7 +18,7 @@ import (
 // pools are warm after the first; growth after that would be a leak).
 func TestLoadAndFaultsLeakNothing(t *testing.T) {
 	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 5 * time.Millisecond})
-	g := startGateway(t, pica, "timeout 500ms")
+	g := startGateway(t, pica, "timeout 1500ms")
 	g.tester.Client.Timeout = 30 * time.Second
 
 	var goroutines int

@@ -19,7 +19,7 @@ func TestTokenMergesEveryPageForTheSignedInUser(t *testing.T) {
 	g := startGateway(t, pica, "")
 
 	// Neither the body nor the query can choose the identity.
-	res := g.do(request{method: "POST", url: appURL + "/authkit/token?identity=bob&identityType=team", user: "alice",
+	res := g.do(call{method: "POST", url: appURL + "/authkit/token?identity=bob&identityType=team", user: "alice",
 		body: []byte(`{"identity":"bob","identityType":"team"}`), header: map[string]string{"Content-Type": "application/json"}})
 	expect(t, res, 200, "")
 	token := res.json(t)
@@ -370,12 +370,12 @@ func TestTokenIdentityRequired(t *testing.T) {
 		"team is valid": {map[string]string{"X-Auth-User": "acme", "X-Auth-Type": "team"}, 200, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
-			res := g.do(request{method: "POST", url: headerURL + "/authkit/token", header: tc.header})
+			res := g.do(call{method: "POST", url: headerURL + "/authkit/token", header: tc.header})
 			expect(t, res, tc.status, tc.code)
 		})
 	}
 	// basic_auth in front: no credentials never reach authkit.
-	res := g.do(request{method: "POST", url: appURL + "/authkit/token"})
+	res := g.do(call{method: "POST", url: appURL + "/authkit/token"})
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("signed out: %d", res.StatusCode)
 	}
@@ -404,7 +404,7 @@ func TestTokenPicaFaults(t *testing.T) {
 			pica.ClearFaults()
 			pica.SetFault("authkit", tc.fault)
 			start := time.Now()
-			res := g.do(request{method: "POST", url: appURL + "/authkit/token", user: "alice",
+			res := g.do(call{method: "POST", url: appURL + "/authkit/token", user: "alice",
 				header: map[string]string{"Origin": "https://authkit.picaos.com"}})
 			expect(t, res, tc.status, tc.code)
 			if res.Header.Get("Access-Control-Allow-Origin") != "https://authkit.picaos.com" {
@@ -433,55 +433,6 @@ func TestTokenPicaFaults(t *testing.T) {
 		pica.ClearFaults()
 		pica.SetFault("authkit", sandbox.Fault{Status: 503, Page: 1, Times: 1})
 		expect(t, g.as("bob", "POST", "/authkit/token", nil), 200, "") // retried
-	})
-}
-
-func TestMergePagesKeepsRowsAsSent(t *testing.T) {
-	whiteLabel := true
-	got := mergePages([][]byte{[]byte(`{"id":1}`), nil, []byte(`{"id":2,"x":[1, 2]}`)}, []byte(`2`), []byte(`77`), &whiteLabel)
-	want := `{"rows":[{"id":1},{"id":2,"x":[1, 2]}],"page":1,"pages":1,"total":2,"requestId":77,"isWhiteLabel":true}`
-	if string(got) != want {
-		t.Fatalf("got  %s\nwant %s", got, want)
-	}
-	for in, want := range map[string]string{
-		" {\"rows\":[]}\n": `{"rows":[],"isWhiteLabel":false}`,
-		"{}":               `{"isWhiteLabel":false}`,
-	} {
-		if got := withWhiteLabel([]byte(in), false); string(got) != want {
-			t.Fatalf("withWhiteLabel(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
-// FuzzParsePage: whatever Pica sends, parsing never panics; an answer it
-// accepts yields rows that form a JSON array whenever the answer was valid
-// JSON, with as many rows as encoding/json finds.
-func FuzzParsePage(f *testing.F) {
-	for _, seed := range []string{
-		`{"rows":[{"id":1},{"id":2,"t":"a\"]}"}],"total":2,"pages":1,"page":1,"requestId":7}`,
-		`{"rows":[],"total":0}`, `{"rows":null}`, `{}`, `{"rows":[{"id":1}`, `<html>`, `{"rows":"x"}`,
-		` {"total":3 , "rows" : [ 1 , [2] , {"a":{}} ] } `,
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := parsePage(body)
-		if err != nil || !json.Valid(body) {
-			return
-		}
-		var fields map[string]json.RawMessage // exact keys, as Pica writes them
-		var want []json.RawMessage
-		if json.Unmarshal(body, &fields) != nil || json.Unmarshal(fields["rows"], &want) != nil ||
-			!bytes.Contains(body, []byte(`"rows"`)) {
-			return // not a page, or rows named with escapes
-		}
-		var got []json.RawMessage
-		if err := json.Unmarshal(append(append([]byte("["), p.rows...), ']'), &got); err != nil {
-			t.Fatalf("rows %q of %q are not an array's inside: %v", p.rows, body, err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%d rows, encoding/json finds %d, in %q", len(got), len(want), body)
-		}
 	})
 }
 

@@ -7,6 +7,9 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/inspect"
+	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
 
 // Validate checks the configuration with the same checks the Caddyfile
@@ -46,7 +49,7 @@ func isPlaceholder(s string) bool {
 }
 
 func checkProvider(name string) error {
-	if providers[name] == nil {
+	if vendor.Providers[name] == nil {
 		return fmt.Errorf("provider must be pica or one, not %q", name)
 	}
 	return nil
@@ -91,7 +94,7 @@ func checkIdentity(placeholder string) error {
 }
 
 func checkIdentityType(kind string) error {
-	if !isPlaceholder(kind) && !validIdentityType(kind) {
+	if !isPlaceholder(kind) && !inspect.IdentityType(kind) {
 		return fmt.Errorf("identity_type must be user, team, organization, project or a placeholder, not %q", kind)
 	}
 	return nil
@@ -99,15 +102,20 @@ func checkIdentityType(kind string) error {
 
 // warnings lists what the configuration allows but is likely a mistake; the
 // handler logs them at provision and `caddy authkit doctor` prints them.
+// copied says that a forward_auth in front copies the identity header.
 // Call after setDefaults.
-func (a *AuthKit) warnings() []string {
+func (a *AuthKit) warnings(copied bool) []string {
 	var out []string
 	if !isPlaceholder(a.Secret) {
 		out = append(out, "the secret is written into the config; use {env.ONE_SECRET_KEY} or {file.*} so it stays out of the admin API and autosaved config")
 	}
-	if header := headerOfPlaceholder(a.Identity); header != "" && !a.IdentityTrustedProxiesOnly {
+	if header := headerOfPlaceholder(a.Identity); header != "" && !a.IdentityTrustedProxiesOnly && !copied {
 		out = append(out, "identity is the request header "+header+": the authentication layer must set it and strip the client's own "+
 			"(forward_auth ... { copy_headers "+header+" }), or any client names itself; add identity_trusted_proxies_only if it comes from a trusted proxy")
+	}
+	if a.TicketOnly != nil && !*a.TicketOnly {
+		out = append(out, "ticket_only is off: the token route takes the identity from "+a.Identity+" too, so the site's auth layer must cover the token route "+
+			"(the vendor's iframe then needs the app's credentials), or anyone gets a token for any identity they can name")
 	}
 	for _, origin := range a.CORSOrigins {
 		if origin == "*" {
@@ -126,6 +134,31 @@ func (a *AuthKit) warnings() []string {
 func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// envHolding names an environment variable whose value is the literal
+// value, which is then how {$VAR} (directly, or through a snippet's
+// arguments) wrote it into the config; "" for none. Short values could
+// match by chance and are not judged.
+func envHolding(value string) string {
+	if len(value) < 8 || isPlaceholder(value) {
+		return ""
+	}
+	for _, kv := range os.Environ() {
+		if name, v, ok := strings.Cut(kv, "="); ok && v == value {
+			return name
+		}
+	}
+	return ""
+}
+
+// checkBaked refuses a secret or ticket key that {$VAR} baked into the
+// config, however it got there.
+func checkBaked(option, value string) error {
+	if name := envHolding(value); name != "" {
+		return fmt.Errorf("%s is the value of the environment variable %s, baked into the config (and so into the admin API and the autosaved config), as {$%s} does: write {env.%s} instead, resolved at start", option, name, name, name)
+	}
+	return nil
 }
 
 // secretSourceMissing explains an empty secret whose placeholder is a single

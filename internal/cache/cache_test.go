@@ -1,4 +1,4 @@
-package caddyauthkit
+package cache
 
 import (
 	"context"
@@ -9,18 +9,18 @@ import (
 )
 
 func TestCacheEvictsLeastRecentlyUsedAndExpires(t *testing.T) {
-	c := newCache[string](3, time.Minute)
+	c := New[string](3, time.Minute)
 	now := time.Unix(1000, 0)
 	c.now = func() time.Time { return now }
 	evicted := 0
-	c.onEvict = func() { evicted++ }
-	has := func(k string) bool { _, ok := c.get(k); return ok }
+	c.OnEvict = func() { evicted++ }
+	has := func(k string) bool { _, ok := c.Get(k); return ok }
 
 	for _, k := range []string{"1", "2", "3"} {
-		c.add(k, k)
+		c.Add(k, k)
 	}
 	has("1") // 1 is now the most recent; 2 the least
-	c.add("4", "4")
+	c.Add("4", "4")
 	if c.order.Len() != 3 || has("2") || !has("1") || !has("3") || !has("4") || evicted != 1 {
 		t.Fatalf("after eviction: len %d, %d evicted", c.order.Len(), evicted)
 	}
@@ -28,7 +28,7 @@ func TestCacheEvictsLeastRecentlyUsedAndExpires(t *testing.T) {
 	if has("1") || c.order.Len() != 2 {
 		t.Fatalf("an expired answer was still believed (len %d)", c.order.Len())
 	}
-	c.removeIf(func(key string) bool { return key == "3" })
+	c.RemoveIf(func(key string) bool { return key == "3" })
 	if has("3") {
 		t.Fatal("a removed answer was still believed")
 	}
@@ -38,7 +38,7 @@ func TestCacheEvictsLeastRecentlyUsedAndExpires(t *testing.T) {
 // call; the call goes on while one of them still waits, and its context is
 // cancelled once the last has gone.
 func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
-	var g flightGroup
+	var g Group
 	var callCtx context.Context
 	started, finish := make(chan struct{}), make(chan struct{})
 	fetch := func(ctx context.Context) (any, error) {
@@ -51,10 +51,10 @@ func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
 	first, leaveFirst := context.WithCancel(context.Background())
 	second, leaveSecond := context.WithCancel(context.Background())
 	errs := make(chan error, 2)
-	go func() { _, err := g.do(first, "k", fetch); errs <- err }()
+	go func() { _, err := g.Do(first, "k", fetch); errs <- err }()
 	<-started
 	go func() {
-		_, err := g.do(second, "k", func(context.Context) (any, error) {
+		_, err := g.Do(second, "k", func(context.Context) (any, error) {
 			t.Error("a second call ran for the same key")
 			return nil, nil
 		})
@@ -72,14 +72,14 @@ func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
 	}
 
 	leaveFirst()
-	if err := <-errs; !errors.Is(err, errClientGone) {
-		t.Fatalf("the caller that left got %v, want errClientGone", err)
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that left got %v, want context.Canceled", err)
 	}
 	if err := callCtx.Err(); err != nil {
 		t.Fatalf("the call was cancelled (%v) while a caller still waited", err)
 	}
 	leaveSecond()
-	if err := <-errs; !errors.Is(err, errClientGone) {
+	if err := <-errs; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the last caller got %v", err)
 	}
 	// The caller cancels the call before it returns.
@@ -95,7 +95,7 @@ func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
 		t.Fatal("the abandoned call is still there for the next caller to join")
 	}
 	close(finish)
-	if v, err := g.do(context.Background(), "k", func(context.Context) (any, error) { return 42, nil }); v != 42 || err != nil {
+	if v, err := g.Do(context.Background(), "k", func(context.Context) (any, error) { return 42, nil }); v != 42 || err != nil {
 		t.Fatalf("a new caller got %v, %v", v, err)
 	}
 }
@@ -103,7 +103,7 @@ func TestFlightGroupCancelsTheCallWhenEveryCallerHasLeft(t *testing.T) {
 // TestFlightGroupSharesOneResultAndForgetsIt: concurrent callers get the
 // one call's value; a later caller starts a new call.
 func TestFlightGroupSharesOneResultAndForgetsIt(t *testing.T) {
-	var g flightGroup
+	var g Group
 	release := make(chan struct{})
 	calls := 0
 	fetch := func(context.Context) (any, error) {
@@ -113,7 +113,7 @@ func TestFlightGroupSharesOneResultAndForgetsIt(t *testing.T) {
 	}
 	values := make(chan any, 2)
 	for range 2 {
-		go func() { v, _ := g.do(context.Background(), "k", fetch); values <- v }()
+		go func() { v, _ := g.Do(context.Background(), "k", fetch); values <- v }()
 	}
 	for {
 		g.mu.Lock()
@@ -132,7 +132,7 @@ func TestFlightGroupSharesOneResultAndForgetsIt(t *testing.T) {
 	if a, b := <-values, <-values; a != 1 || b != 1 {
 		t.Fatalf("callers got %v and %v, want the one call's 1", a, b)
 	}
-	if v, _ := g.do(context.Background(), "k", fetch); v != 2 {
+	if v, _ := g.Do(context.Background(), "k", fetch); v != 2 {
 		t.Fatalf("a later caller got %v, want a new call's 2", v)
 	}
 }
@@ -140,26 +140,26 @@ func TestFlightGroupSharesOneResultAndForgetsIt(t *testing.T) {
 // TestCacheLoadKeepsOnlyWhatFetchSaysToKeep: a value fetched with keep
 // false (an error answer, say) is not remembered.
 func TestCacheLoadKeepsOnlyWhatFetchSaysToKeep(t *testing.T) {
-	c := newCache[int](10, time.Minute)
+	c := New[int](10, time.Minute)
 	n := 0
 	fetch := func(keep bool) func(context.Context) (int, bool, error) {
 		return func(context.Context) (int, bool, error) { n++; return n, keep, nil }
 	}
-	if v, _ := c.load(context.Background(), "k", fetch(false)); v != 1 {
+	if v, _ := c.Load(context.Background(), "k", fetch(false)); v != 1 {
 		t.Fatalf("got %d", v)
 	}
-	if v, _ := c.load(context.Background(), "k", fetch(true)); v != 2 {
+	if v, _ := c.Load(context.Background(), "k", fetch(true)); v != 2 {
 		t.Fatalf("an answer not to keep was kept: got %d", v)
 	}
-	if v, _ := c.load(context.Background(), "k", fetch(true)); v != 2 {
+	if v, _ := c.Load(context.Background(), "k", fetch(true)); v != 2 {
 		t.Fatalf("a kept answer was fetched again: got %d", v)
 	}
-	if _, err := c.load(context.Background(), "e", func(context.Context) (int, bool, error) {
+	if _, err := c.Load(context.Background(), "e", func(context.Context) (int, bool, error) {
 		return 0, true, errors.New("vendor down")
 	}); err == nil {
 		t.Fatal("the fetch's error was lost")
 	}
-	if _, ok := c.get("e"); ok {
+	if _, ok := c.Get("e"); ok {
 		t.Fatal("a failed fetch was cached")
 	}
 }

@@ -1,4 +1,4 @@
-package caddyauthkit
+package inspect
 
 import (
 	"net/url"
@@ -40,46 +40,55 @@ var lookalikeAttacks = []string{
 	"\u2488/vault",               // "1." digit full stop
 }
 
-func TestConfinePathRefusesLookalikes(t *testing.T) {
+func TestPathRefusesLookalikes(t *testing.T) {
 	for _, rest := range lookalikeAttacks {
-		if got, err := confinePath(rest); err == nil {
-			t.Errorf("confinePath(%q) = %q, want refused", rest, got)
+		if got, err := Path(rest); err == nil {
+			t.Errorf("Path(%q) = %q, want refused", rest, got)
 		}
 	}
 }
 
-func TestConfinePathKeepsHarmlessUnicode(t *testing.T) {
+func TestPathKeepsHarmlessUnicode(t *testing.T) {
 	for rest, want := range map[string]string{
 		"files/r%C3%A9sum%C3%A9.pdf": "/v1/passthrough/files/résumé.pdf",
 		"files/日本語/x":                "/v1/passthrough/files/日本語/x",
 		"users/caf\u00e9":            "/v1/passthrough/users/café",
 	} {
-		got, err := confinePath(rest)
+		got, err := Path(rest)
 		if err != nil || got != want {
-			t.Errorf("confinePath(%q) = %q, %v; want %q", rest, got, err, want)
+			t.Errorf("Path(%q) = %q, %v; want %q", rest, got, err, want)
 		}
 	}
 }
 
-// FuzzConfinePathNFKC: what passes, after NFKC and the removal of invisible
-// characters, holds no dot segment and stays under /v1/passthrough/, and no
-// non-ASCII character in it folds into a separator.
-func FuzzConfinePathNFKC(f *testing.F) {
+// FuzzPath: whatever the client sends, a path let through stays under
+// /v1/passthrough/ however often it is decoded; after NFKC and the removal
+// of invisible characters it holds no dot segment, and no non-ASCII
+// character in it folds into a separator. Seeds: testdata/fuzz/FuzzPath
+// (the attacks of the passthrough tests) and the lookalikes.
+func FuzzPath(f *testing.F) {
 	for _, attack := range lookalikeAttacks {
 		f.Add(attack)
 	}
-	f.Add("users/me")
-	f.Add("files/r%C3%A9sum%C3%A9.pdf")
 	f.Fuzz(func(t *testing.T, rest string) {
-		upstream, err := confinePath(rest)
+		upstream, err := Path(rest)
 		if err != nil {
 			return
 		}
-		folded := norm.NFKC.String(upstream)
-		if !strings.HasPrefix(folded, passthroughBase) || !strings.HasPrefix(path.Clean(folded)+"/", passthroughBase) {
-			t.Fatalf("confinePath(%q) = %q leaves the passthrough API after NFKC", rest, upstream)
+		p := upstream
+		for range 4 {
+			if u, err := url.PathUnescape(p); err == nil {
+				p = u
+			}
 		}
-		for segment := range strings.SplitSeq(strings.TrimPrefix(folded, passthroughBase), "/") {
+		if p = path.Clean(strings.ReplaceAll(p, "\\", "/")); !strings.HasPrefix(p+"/", PassthroughBase) {
+			t.Fatalf("Path(%q) = %q, which decodes to %q", rest, upstream, p)
+		}
+		folded := norm.NFKC.String(upstream)
+		if !strings.HasPrefix(folded, PassthroughBase) || !strings.HasPrefix(path.Clean(folded)+"/", PassthroughBase) {
+			t.Fatalf("Path(%q) = %q leaves the passthrough API after NFKC", rest, upstream)
+		}
+		for segment := range strings.SplitSeq(strings.TrimPrefix(folded, PassthroughBase), "/") {
 			segment, _, _ = strings.Cut(segment, ";")
 			visible := strings.Map(func(r rune) rune {
 				if unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) {
@@ -88,16 +97,41 @@ func FuzzConfinePathNFKC(f *testing.F) {
 				return r
 			}, segment)
 			if visible == "." || visible == ".." {
-				t.Fatalf("confinePath(%q) = %q has a dot segment after NFKC", rest, upstream)
+				t.Fatalf("Path(%q) = %q has a dot segment after NFKC", rest, upstream)
 			}
 		}
-		for _, r := range strings.TrimPrefix(upstream, passthroughBase) {
+		for _, r := range strings.TrimPrefix(upstream, PassthroughBase) {
 			if r > unicode.MaxASCII && strings.ContainsAny(norm.NFKC.String(string(r)), `./\%;?#`) {
-				t.Fatalf("confinePath(%q) let %q through, which folds into a separator", rest, r)
+				t.Fatalf("Path(%q) let %q through, which folds into a separator", rest, r)
 			}
 		}
-		if u, err := url.PathUnescape(folded); err == nil && !strings.HasPrefix(path.Clean(u)+"/", passthroughBase) {
-			t.Fatalf("confinePath(%q) = %q leaves after NFKC and decoding", rest, upstream)
+		if u, err := url.PathUnescape(folded); err == nil && !strings.HasPrefix(path.Clean(u)+"/", PassthroughBase) {
+			t.Fatalf("Path(%q) = %q leaves after NFKC and decoding", rest, upstream)
 		}
 	})
+}
+
+func TestPathKeepsGoodPaths(t *testing.T) {
+	for rest, want := range map[string]string{
+		"users/me":                 "/v1/passthrough/users/me",
+		"users/me%40example.com/x": "/v1/passthrough/users/me@example.com/x",
+		"a%20b/c.json":             "/v1/passthrough/a b/c.json",
+		"crm/v3/objects/contacts/": "/v1/passthrough/crm/v3/objects/contacts/",
+		"files/.well-known/x":      "/v1/passthrough/files/.well-known/x",
+		"v1/...":                   "/v1/passthrough/v1/...",
+	} {
+		got, err := Path(rest)
+		if err != nil || got != want {
+			t.Errorf("Path(%q) = %q, %v; want %q", rest, got, err, want)
+		}
+	}
+}
+
+func BenchmarkPath(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Path("gmail/v1/users/me%40example.com/messages"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -1,4 +1,7 @@
-package caddyauthkit
+// Package cache keeps answers for a while: a bounded TTL and LRU cache, and
+// a flight group that runs one call for every concurrent caller and stops
+// it when the last caller has gone.
+package cache
 
 import (
 	"container/list"
@@ -7,20 +10,21 @@ import (
 	"time"
 )
 
-// cache keeps values for a TTL, the least recently used out first once it
+// Cache keeps values for a TTL, the least recently used out first once it
 // holds max entries. Concurrent misses of one key share one fetch.
-type cache[V any] struct {
+type Cache[V any] struct {
 	mu      sync.Mutex
 	entries map[string]*list.Element
 	order   *list.List // front: most recently used
 	max     int
 	ttl     time.Duration
 	now     func() time.Time
-	flights flightGroup
+	flights Group
 
-	// onLookup and onEvict feed the metrics; nil for none.
-	onLookup func(hit bool)
-	onEvict  func()
+	// OnLookup and OnEvict feed the metrics; nil for none. Set them before
+	// the cache is shared.
+	OnLookup func(hit bool)
+	OnEvict  func()
 }
 
 type cacheEntry[V any] struct {
@@ -29,12 +33,13 @@ type cacheEntry[V any] struct {
 	expires time.Time
 }
 
-func newCache[V any](max int, ttl time.Duration) *cache[V] {
-	return &cache[V]{entries: make(map[string]*list.Element), order: list.New(), max: max, ttl: ttl, now: time.Now}
+// New makes a cache of at most max entries, each kept for ttl.
+func New[V any](max int, ttl time.Duration) *Cache[V] {
+	return &Cache[V]{entries: make(map[string]*list.Element), order: list.New(), max: max, ttl: ttl, now: time.Now}
 }
 
-// get returns the value of key if it is there and fresh.
-func (c *cache[V]) get(key string) (V, bool) {
+// Get returns the value of key if it is there and fresh.
+func (c *Cache[V]) Get(key string) (V, bool) {
 	c.mu.Lock()
 	var value V
 	el, ok := c.entries[key]
@@ -49,14 +54,14 @@ func (c *cache[V]) get(key string) (V, bool) {
 		}
 	}
 	c.mu.Unlock()
-	if c.onLookup != nil {
-		c.onLookup(ok)
+	if c.OnLookup != nil {
+		c.OnLookup(ok)
 	}
 	return value, ok
 }
 
-// add stores value under key for the TTL.
-func (c *cache[V]) add(key string, value V) {
+// Add stores value under key for the TTL.
+func (c *Cache[V]) Add(key string, value V) {
 	expires := c.now().Add(c.ttl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -70,15 +75,15 @@ func (c *cache[V]) add(key string, value V) {
 		oldest := c.order.Back()
 		c.order.Remove(oldest)
 		delete(c.entries, oldest.Value.(*cacheEntry[V]).key)
-		if c.onEvict != nil {
-			c.onEvict()
+		if c.OnEvict != nil {
+			c.OnEvict()
 		}
 	}
 	c.entries[key] = c.order.PushFront(&cacheEntry[V]{key: key, value: value, expires: expires})
 }
 
-// removeIf forgets every entry whose key matches.
-func (c *cache[V]) removeIf(match func(key string) bool) {
+// RemoveIf forgets every entry whose key matches.
+func (c *Cache[V]) RemoveIf(match func(key string) bool) {
 	c.mu.Lock()
 	for key, el := range c.entries {
 		if match(key) {
@@ -89,23 +94,31 @@ func (c *cache[V]) removeIf(match func(key string) bool) {
 	c.mu.Unlock()
 }
 
-func (c *cache[V]) clear() {
+// Len is how many entries the cache holds, fresh or not.
+func (c *Cache[V]) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
+}
+
+// Clear forgets every entry.
+func (c *Cache[V]) Clear() {
 	c.mu.Lock()
 	clear(c.entries)
 	c.order.Init()
 	c.mu.Unlock()
 }
 
-// load returns the cached value of key, or fetches it once for every
+// Load returns the cached value of key, or fetches it once for every
 // concurrent caller. fetch says whether its value may be cached.
-func (c *cache[V]) load(ctx context.Context, key string, fetch func(context.Context) (V, bool, error)) (V, error) {
-	if v, ok := c.get(key); ok {
+func (c *Cache[V]) Load(ctx context.Context, key string, fetch func(context.Context) (V, bool, error)) (V, error) {
+	if v, ok := c.Get(key); ok {
 		return v, nil
 	}
-	v, err := c.flights.do(ctx, key, func(ctx context.Context) (any, error) {
+	v, err := c.flights.Do(ctx, key, func(ctx context.Context) (any, error) {
 		v, keep, err := fetch(ctx)
 		if err == nil && keep {
-			c.add(key, v)
+			c.Add(key, v)
 		}
 		return v, err
 	})
@@ -116,10 +129,10 @@ func (c *cache[V]) load(ctx context.Context, key string, fetch func(context.Cont
 	return v.(V), nil
 }
 
-// flightGroup runs one call per key for all concurrent callers, as
-// singleflight does, but the call's context ends when its last caller has
-// gone: no work goes on for nobody.
-type flightGroup struct {
+// Group runs one call per key for all concurrent callers, as singleflight
+// does, but the call's context ends when its last caller has gone: no work
+// goes on for nobody. The zero Group is ready.
+type Group struct {
 	mu    sync.Mutex
 	calls map[string]*flight
 }
@@ -132,10 +145,11 @@ type flight struct {
 	cancel  context.CancelFunc
 }
 
-// do returns fn's result for key. fn runs in its own context, which keeps
-// the first caller's values and is cancelled when no caller waits anymore.
-// A caller that leaves gets errClientGone.
-func (g *flightGroup) do(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+// Do returns fn's result for key. fn runs on a goroutine of its own, in a
+// context that keeps the first caller's values (so they must be safe to
+// share: never a request's Caddy Replacer) and is cancelled when no caller
+// waits anymore. A caller that leaves gets its context's error.
+func (g *Group) Do(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = make(map[string]*flight)
@@ -167,11 +181,11 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 			}
 		}
 		g.mu.Unlock()
-		return nil, errClientGone
+		return nil, ctx.Err()
 	}
 }
 
-func (g *flightGroup) forget(key string, f *flight) {
+func (g *Group) forget(key string, f *flight) {
 	g.mu.Lock()
 	if g.calls[key] == f {
 		delete(g.calls, key)

@@ -1,4 +1,4 @@
-package caddyauthkit
+package vendor
 
 import (
 	"encoding/json"
@@ -56,13 +56,17 @@ func TestParseListWantsARowsArray(t *testing.T) {
 		`[{"rows":[]}]`:              false,
 		`{"data":{"rows":[]}}`:       false,
 		`{"rows":[],"pages":3}trail`: false,
+		`{"rows":[1,]}`:              false,
+		`{"rows":[{"id":1,}]}`:       false,
+		`{"rows":[{"id":01}]}`:       false,
+		`{"rows":["\x"]}`:            false,
 	} {
-		fields, err := parseList([]byte(body))
+		fields, err := ParseList([]byte(body))
 		if (err == nil) != ok {
 			t.Fatalf("%q: error %v, want ok %v", body, err, ok)
 		}
 		if err != nil {
-			if code := err.(*apiError).Code; code != "vendor_bad_response" {
+			if code := err.(*Error).Code; code != "vendor_bad_response" {
 				t.Fatalf("%q: code %q", body, code)
 			}
 			continue
@@ -70,18 +74,5 @@ func TestParseListWantsARowsArray(t *testing.T) {
 		if !json.Valid(fields["rows"]) {
 			t.Fatalf("%q: rows %q", body, fields["rows"])
 		}
-	}
-}
-
-func TestParsePageReadsWhatTheMergeNeeds(t *testing.T) {
-	p, err := parsePage([]byte(`{"rows":[ {"id":1},{"id":2} ],"total":250,"pages":3,"page":1,"requestId":77}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(p.rows) != `{"id":1},{"id":2}` || string(p.total) != "250" || p.pages != 3 || string(p.requestID) != "77" {
-		t.Fatalf("page %+v", p)
-	}
-	if p, _ := parsePage([]byte(`{"rows":[]}`)); len(p.rows) != 0 || p.pages != 0 || p.total != nil {
-		t.Fatalf("empty page %+v", p)
 	}
 }

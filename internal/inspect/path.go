@@ -1,4 +1,4 @@
-package caddyauthkit
+package inspect
 
 import (
 	"net/http"
@@ -10,62 +10,62 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// passthroughBase is where every passthrough call must stay.
-const passthroughBase = "/v1/passthrough/"
+// PassthroughBase is where every passthrough call must stay.
+const PassthroughBase = "/v1/passthrough/"
 
-// confinePath turns the escaped path after {prefix}/passthrough/ into the
+// Path turns the escaped path after {prefix}/passthrough/ into the
 // decoded upstream path, refusing anything that could leave /v1/passthrough/:
 // dot segments (also "..;", and dots hidden by combining marks or invisible
 // characters), backslashes, escapes of dots, slashes, backslashes, percent
 // signs (double encoding) and controls, and any non-ASCII character whose
 // NFKC form holds a separator (fullwidth solidus, two-dot leader, ...).
-func confinePath(rest string) (string, error) {
-	refuse := func(why string) (string, error) {
-		return "", newError(http.StatusBadRequest, "path_invalid", "the passthrough path "+why)
+func Path(rest string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", refuse(http.StatusBadRequest, "path_invalid", "the passthrough path "+why)
 	}
 	if rest == "" {
-		return refuse("is empty")
+		return bad("is empty")
 	}
 	if strings.ContainsAny(rest, `\`) {
-		return refuse("contains a backslash")
+		return bad("contains a backslash")
 	}
 	var decoded strings.Builder
 	for i := 0; i < len(rest); i++ {
 		c := rest[i]
 		if c < 0x21 || c == 0x7f {
-			return refuse("contains a control character or space")
+			return bad("contains a control character or space")
 		}
 		if c != '%' {
 			decoded.WriteByte(c)
 			continue
 		}
 		if i+2 >= len(rest) || !isHex(rest[i+1]) || !isHex(rest[i+2]) {
-			return refuse("contains a malformed escape")
+			return bad("contains a malformed escape")
 		}
 		b := unhex(rest[i+1])<<4 | unhex(rest[i+2])
 		if b == '.' || b == '/' || b == '\\' || b == '%' || b < 0x20 || b == 0x7f {
-			return refuse("contains an encoded dot, slash, backslash, percent sign or control character")
+			return bad("contains an encoded dot, slash, backslash, percent sign or control character")
 		}
 		decoded.WriteByte(b)
 		i += 2
 	}
 	if !utf8.ValidString(decoded.String()) {
-		return refuse("is not UTF-8") // overlong encodings of dots among them
+		return bad("is not UTF-8") // overlong encodings of dots among them
 	}
 	for _, r := range decoded.String() {
 		if r >= utf8.RuneSelf && lookalike(r) {
-			return refuse("contains a character that a server may read as a dot, slash, backslash, percent sign, semicolon, question mark or hash")
+			return bad("contains a character that a server may read as a dot, slash, backslash, percent sign, semicolon, question mark or hash")
 		}
 	}
 	for segment := range strings.SplitSeq(decoded.String(), "/") {
 		segment, _, _ = strings.Cut(segment, ";")
 		if segment = invisibleFree(segment); segment == "." || segment == ".." {
-			return refuse("contains a dot segment")
+			return bad("contains a dot segment")
 		}
 	}
-	upstream := passthroughBase + decoded.String()
-	if !strings.HasPrefix(path.Clean(upstream)+"/", passthroughBase) {
-		return refuse("leaves the passthrough API")
+	upstream := PassthroughBase + decoded.String()
+	if !strings.HasPrefix(path.Clean(upstream)+"/", PassthroughBase) {
+		return bad("leaves the passthrough API")
 	}
 	return upstream, nil
 }

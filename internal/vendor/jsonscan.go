@@ -1,23 +1,26 @@
-package caddyauthkit
+package vendor
 
-// A strict structural JSON scanner for the vendor's list answers. It finds
-// the top-level fields of an object without decoding them, about ten times
-// cheaper than encoding/json, so a token's rows are copied, never decoded.
-// It checks what a cut-off or foreign body breaks: an object, balanced
-// brackets, terminated strings. It is fuzzed against encoding/json.
+// A structural JSON scanner for the vendor's list answers. Once
+// encoding/json has said a body is valid, it finds the top-level fields of
+// the object without decoding them, so a token's rows are copied, never
+// decoded. It is fuzzed against encoding/json.
 
-// listFields are the raw fields of a {rows: [...], ...} answer.
-type listFields map[string][]byte
+import "encoding/json"
 
-// parseList checks that body is an object with a rows array, as every list
-// answer of the vendor is, and returns its fields.
-func parseList(body []byte) (listFields, error) {
+// ParseList checks that body is valid JSON, an object with a rows array, as
+// every list answer of the vendor is, and returns its top-level fields raw.
+// Invalid JSON anywhere (a row included) is refused: the gateway relays
+// these bytes to browsers.
+func ParseList(body []byte) (map[string][]byte, error) {
+	if !json.Valid(body) {
+		return nil, ErrBadAnswer("not valid JSON")
+	}
 	fields, ok := objectFields(body)
 	if !ok {
-		return nil, errBadAnswer()
+		return nil, ErrBadAnswer("not a JSON object")
 	}
 	if rows := fields["rows"]; len(rows) < 2 || rows[0] != '[' {
-		return nil, errBadAnswer()
+		return nil, ErrBadAnswer("no rows array")
 	}
 	return fields, nil
 }

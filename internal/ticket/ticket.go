@@ -1,0 +1,116 @@
+// Package ticket mints and opens the short-lived credentials that stand for
+// a caller on the token route, so the app's own sign-in credential never
+// goes into the vendor's iframe URL. A ticket is opaque: the identity, its
+// type and the expiry are encrypted (AES-256-CTR) and the whole is signed
+// (HMAC-SHA256, encrypt-then-MAC). Both keys are derived from one key (by
+// default the vendor secret), so every instance with the same key accepts
+// the tickets of the others, with no shared store.
+package ticket
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/caddyauthkit/caddyauthkit/internal/inspect"
+)
+
+// version is the first byte of every ticket.
+const version = 1
+
+// purpose names the keys derived for tickets.
+const purpose = "caddyauthkit ticket v1"
+
+// ErrInvalid is a ticket that was altered, has expired, or is no ticket.
+var ErrInvalid = errors.New("invalid or expired ticket")
+
+// Sealer mints and opens tickets under one key.
+type Sealer struct {
+	encKey, macKey []byte
+	ttl            time.Duration
+	// Now is the clock; tests move it.
+	Now func() time.Time
+}
+
+// New makes a Sealer whose tickets live for ttl.
+func New(key string, ttl time.Duration) *Sealer {
+	return &Sealer{
+		encKey: derive(key, purpose+" encryption"),
+		macKey: derive(key, purpose+" signature"),
+		ttl:    ttl,
+		Now:    time.Now,
+	}
+}
+
+func derive(key, purpose string) []byte {
+	out, err := hkdf.Key(sha256.New, []byte(key), nil, purpose, 32)
+	if err != nil {
+		panic(err) // only for lengths HKDF cannot give
+	}
+	return out
+}
+
+// Mint returns a ticket for the identity and its type, and its expiry.
+func (s *Sealer) Mint(identity, identityType string) (string, time.Time) {
+	expires := s.Now().Add(s.ttl).Truncate(time.Second)
+	plain := binary.BigEndian.AppendUint64(nil, uint64(expires.Unix()))
+	plain = append(plain, byte(len(identityType)))
+	plain = append(plain, identityType...)
+	plain = append(plain, identity...)
+
+	out := make([]byte, 1+aes.BlockSize, 1+aes.BlockSize+len(plain)+sha256.Size)
+	out[0] = version
+	iv := out[1 : 1+aes.BlockSize]
+	_, _ = rand.Read(iv)
+	sealed := make([]byte, len(plain))
+	s.stream(iv).XORKeyStream(sealed, plain)
+	out = append(out, sealed...)
+	out = append(out, s.sign(out)...)
+	return base64.RawURLEncoding.EncodeToString(out), expires
+}
+
+// Open returns the identity and type a ticket stands for, if it is intact
+// and alive; else ErrInvalid.
+func (s *Sealer) Open(ticket string) (identity, identityType string, err error) {
+	raw, err := base64.RawURLEncoding.DecodeString(ticket)
+	minLen := 1 + aes.BlockSize + 9 + sha256.Size
+	if err != nil || len(raw) < minLen || len(raw) > minLen+255+inspect.MaxIdentityLength || raw[0] != version {
+		return "", "", ErrInvalid
+	}
+	body, mac := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]
+	if !hmac.Equal(mac, s.sign(body)) {
+		return "", "", ErrInvalid
+	}
+	iv, sealed := body[1:1+aes.BlockSize], body[1+aes.BlockSize:]
+	plain := make([]byte, len(sealed))
+	s.stream(iv).XORKeyStream(plain, sealed)
+
+	expires := time.Unix(int64(binary.BigEndian.Uint64(plain)), 0)
+	typeLen := int(plain[8])
+	if !s.Now().Before(expires) || 9+typeLen > len(plain) {
+		return "", "", ErrInvalid
+	}
+	identityType, identity = string(plain[9:9+typeLen]), string(plain[9+typeLen:])
+	if !inspect.IdentityType(identityType) || inspect.Identity(identity) != "" {
+		return "", "", ErrInvalid
+	}
+	return identity, identityType, nil
+}
+
+func (s *Sealer) sign(b []byte) []byte {
+	mac := hmac.New(sha256.New, s.macKey)
+	mac.Write(b)
+	return mac.Sum(nil)
+}
+
+func (s *Sealer) stream(iv []byte) cipher.Stream {
+	block, _ := aes.NewCipher(s.encKey) // a 32-byte key never fails
+	return cipher.NewCTR(block, iv)
+}

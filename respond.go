@@ -1,0 +1,87 @@
+package caddyauthkit
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// recorder is the writer every route answers through: it records the
+// status and size of the answer, which the metrics and the audit take once
+// the route is done.
+type recorder struct {
+	*caddyhttp.ResponseWriterWrapper
+	status int // 0 until the answer started
+	bytes  int64
+	// canceled: Caddy's proxy wrote 499 (the request was cancelled, also
+	// when the client's body broke) before anything else; the route
+	// answers instead.
+	canceled bool
+}
+
+func (w *recorder) WriteHeader(status int) {
+	if status == 499 && w.status == 0 {
+		w.canceled = true
+		return
+	}
+	if status >= 200 && w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriterWrapper.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// writeJSON answers 200 with body, never cached.
+func writeJSON(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// writeError answers err in the JSON envelope (CORS headers were set
+// before) and logs it: at error level when the gateway or the vendor
+// failed, at debug when the caller was refused.
+func (a *AuthKit) writeError(w http.ResponseWriter, rq *request, err error) {
+	body := errorBody(err)
+	if body.Status >= 500 {
+		fields := []zap.Field{
+			zap.String("route", rq.route.name),
+			zap.Int("status", body.Status),
+			zap.String("code", body.Code),
+			zap.String("error", body.Message),
+			zap.String("uuid", rq.requestID()),
+		}
+		if body.VendorCorrelationID != "" {
+			fields = append(fields, zap.String("vendor_correlation_id", body.VendorCorrelationID))
+		}
+		a.logger.Error("request failed", fields...)
+	} else if c := a.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
+		c.Write(zap.String("route", rq.route.name), zap.Int("status", body.Status), zap.String("code", body.Code),
+			zap.String("uuid", rq.requestID()))
+	}
+	a.metrics.failed(rq.route.name, body.Code)
+
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	if body.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(body.retryAfter))
+	}
+	w.WriteHeader(body.Status)
+	_, _ = w.Write(encodeError(body))
+}
