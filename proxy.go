@@ -42,13 +42,25 @@ func (a *AuthKit) provisionProxy(ctx caddy.Context) (http.RoundTripper, error) {
 	if len(rp.Upstreams) == 0 && rp.DynamicUpstreamsRaw == nil {
 		rp.Upstreams = reverseproxy.UpstreamPool{{Dial: dialAddress(a.apiURL)}}
 	}
-	if rp.TransportRaw == nil {
-		transport := reverseproxy.HTTPTransport{ResponseHeaderTimeout: a.Timeout}
-		if a.apiURL.Scheme == "https" {
-			transport.TLS = new(reverseproxy.TLSConfig)
+	transport := reverseproxy.HTTPTransport{ResponseHeaderTimeout: a.Timeout}
+	if rp.TransportRaw != nil {
+		var given struct {
+			Protocol string `json:"protocol"`
 		}
-		rp.TransportRaw = caddyconfig.JSONModuleObject(transport, "protocol", "http", nil)
+		if json.Unmarshal(rp.TransportRaw, &given) != nil || given.Protocol != "http" {
+			return nil, fmt.Errorf("authkit: the proxy's transport must be http")
+		}
+		transport = reverseproxy.HTTPTransport{}
+		if err := json.Unmarshal(rp.TransportRaw, &transport); err != nil {
+			return nil, fmt.Errorf("authkit: decoding the proxy's transport: %v", err)
+		}
 	}
+	if a.apiURL.Scheme == "https" && transport.TLS == nil {
+		// An https api is spoken to over TLS, also by a transport given
+		// only to set timeouts: never the secret in clear by omission.
+		transport.TLS = new(reverseproxy.TLSConfig)
+	}
+	rp.TransportRaw = caddyconfig.JSONModuleObject(transport, "protocol", "http", nil)
 	if rp.LoadBalancing == nil {
 		// Retry only when the dial failed, so nothing reached the vendor: a
 		// retry matcher that never matches stops Caddy's default retry of
@@ -68,9 +80,9 @@ func (a *AuthKit) provisionProxy(ctx caddy.Context) (http.RoundTripper, error) {
 		return nil, fmt.Errorf("authkit: loading proxy: %v", err)
 	}
 	a.proxy = mod.(*reverseproxy.Handler)
-	transport := a.proxy.Transport
-	a.proxy.Transport = &vendorTransport{next: transport, provider: a.provider, secret: a.secret, logger: a.logger, metrics: a.metrics}
-	return ownCallTransport{transport}, nil
+	caddys := a.proxy.Transport
+	a.proxy.Transport = &vendorTransport{next: caddys, provider: a.provider, secret: a.secret, logger: a.logger, metrics: a.metrics}
+	return ownCallTransport{caddys}, nil
 }
 
 // ownCallTransport carries the module's own calls to the vendor over the
