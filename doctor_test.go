@@ -123,7 +123,63 @@ http://localhost:9081 {
 		if failed != 1 {
 			t.Fatalf("%d failed, want 1:\n%s", failed, out)
 		}
-		mustContain(t, out, "FAIL: cannot reach http://"+addr, "doctor output")
+		mustContain(t, out, "FAIL: cannot reach http://"+addr+": connection refused", "doctor output")
+	})
+
+	t.Run("a secret written in the config", func(t *testing.T) {
+		const literal = "sk_test_1_writtenRightIntoTheConfig"
+		failed, out := doctorOn(t, fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret %s\n\t\tapi %s\n\t}\n}\n", literal, api.URL))
+		if failed != 1 { // the sandbox does not know this key
+			t.Fatalf("%d failed:\n%s", failed, out)
+		}
+		mustContain(t, out, fmt.Sprintf("secret:       written in the config (sk_test_… %d characters)", len(literal)), "doctor output")
+		for _, piece := range []string{literal, literal[8:], "writtenRight"} {
+			if strings.Contains(out, piece) {
+				t.Fatalf("the doctor printed the secret (%q):\n%s", piece, out)
+			}
+		}
+	})
+
+	t.Run("layout mistakes", func(t *testing.T) {
+		failed, out := doctorOn(t, fmt.Sprintf(`app.example.com {
+	handle_path /authkit/* {
+		authkit {
+			secret {env.AUTHKIT_TEST_SECRET}
+			api %s
+		}
+	}
+}
+other.example.com {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %[1]s
+		ticket_only off
+	}
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %[1]s
+		prefix /authkit/two
+	}
+}`, api.URL))
+		if failed != 2 {
+			t.Fatalf("%d failed, want 2:\n%s", failed, out)
+		}
+		mustContain(t, out, "FAIL: authkit (site app.example.com, prefix /authkit) is inside handle_path", "doctor output")
+		mustContain(t, out, "FAIL: authkit (site other.example.com, prefix /authkit/two) overlaps another authkit with prefix /authkit", "doctor output")
+		mustContain(t, out, "WARNING: ticket_only is off", "doctor output")
+	})
+
+	t.Run("no config file", func(t *testing.T) {
+		var out bytes.Buffer
+		missing := filepath.Join(t.TempDir(), "Caddyfile")
+		if failed := runDoctor(&out, missing, ""); failed != 1 || out.String() != "no config: the file "+missing+" does not exist\n" {
+			t.Fatalf("%d failed: %q", failed, out.String())
+		}
+		t.Chdir(t.TempDir())
+		out.Reset()
+		if failed := runDoctor(&out, "", ""); failed != 1 || !strings.Contains(out.String(), "there is no ./Caddyfile here") {
+			t.Fatalf("%d failed: %q", failed, out.String())
+		}
 	})
 
 	t.Run("missing secret file and one good handler", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package caddyauthkit
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -70,20 +71,43 @@ func loading(list caddyhttp.RouteList) int {
 	return -1
 }
 
-// before are the handlers that run before this one, in the routes loaded
-// ahead of it at each level.
-func (l *layout) before() []caddyhttp.MiddlewareHandler {
-	var out []caddyhttp.MiddlewareHandler
+// before are the handlers that run before a, in the routes loaded ahead
+// of it at each level, and, as raw JSON, those ahead of it in the routes
+// being loaded (the Caddyfile puts directives without matchers in one
+// route, which Caddy loads as a whole).
+func (l *layout) before(a *AuthKit) (loaded []caddyhttp.MiddlewareHandler, raw []map[string]any) {
 	for _, list := range l.lists {
 		i := loading(list)
 		if i < 0 {
 			i = len(list)
 		}
 		for _, rt := range list[:i] {
-			out = append(out, rt.Handlers...)
+			loaded = append(loaded, rt.Handlers...)
+		}
+		if i == len(list) {
+			continue
+		}
+		for _, h := range list[i].HandlersRaw {
+			var m map[string]any
+			if json.Unmarshal(h, &m) != nil {
+				continue
+			}
+			if m["handler"] == "authkit" && a.isConfig(h) {
+				break
+			}
+			raw = append(raw, m)
 		}
 	}
-	return out
+	return loaded, raw
+}
+
+// isConfig: raw is the JSON of a handler configured as a.
+func (a *AuthKit) isConfig(raw json.RawMessage) bool {
+	other := new(AuthKit)
+	if json.Unmarshal(raw, other) != nil || other.setDefaults() != nil {
+		return false
+	}
+	return strings.EqualFold(other.Prefix, a.Prefix)
 }
 
 func hostsOf(sets caddyhttp.MatcherSets) []string {
@@ -115,15 +139,23 @@ func hostsOf(sets caddyhttp.MatcherSets) []string {
 // identity header, which makes a header identity safe.
 func (a *AuthKit) checkLayout(l *layout) (copied bool, err error) {
 	where := a.where(l)
-	for _, h := range l.before() {
+	stripped := fmt.Errorf("%s is inside handle_path or after uri strip_prefix, so it does not see the path the site's matchers saw: put it in handle (not handle_path), and set prefix to the full path", where)
+	loaded, raw := l.before(a)
+	for _, h := range loaded {
 		switch h := h.(type) {
 		case *rewrite.Rewrite:
 			if h.StripPathPrefix != "" || h.StripPathSuffix != "" {
-				return false, fmt.Errorf("%s is inside handle_path or after uri strip_prefix, so it does not see the path the site's matchers saw: put it in handle (not handle_path), and set prefix to the full path", where)
+				return false, stripped
 			}
 		case *reverseproxy.Handler:
 			copied = copied || a.identityHeader != "" && copiesHeader(h, a.identityHeader)
 		}
+	}
+	for _, h := range raw { // not loaded yet: read as configured
+		if h["handler"] == "rewrite" && (h["strip_path_prefix"] != nil || h["strip_path_suffix"] != nil) {
+			return false, stripped
+		}
+		copied = copied || a.identityHeader != "" && h["handler"] == "reverse_proxy" && copiesHeaderRaw(h, a.identityHeader)
 	}
 	if a.IdentityTrustedProxiesOnly && !hasTrustedProxies(l.server) {
 		return copied, fmt.Errorf("%s: identity_trusted_proxies_only needs trusted_proxies in the server's options (servers { trusted_proxies static ... }); without them every request would be refused", where)
@@ -163,6 +195,40 @@ func copiesHeader(rp *reverseproxy.Handler, header string) bool {
 		}
 	}
 	return deleted && set
+}
+
+// copiesHeaderRaw is copiesHeader of a reverse_proxy not loaded yet.
+func copiesHeaderRaw(rp map[string]any, header string) bool {
+	var deleted, set bool
+	for _, hr := range list(rp["handle_response"]) {
+		for _, rt := range list(field(hr, "routes")) {
+			for _, h := range list(field(rt, "handle")) {
+				if field(h, "handler") != "headers" {
+					continue
+				}
+				request := field(h, "request")
+				for _, name := range list(field(request, "delete")) {
+					name, _ := name.(string)
+					deleted = deleted || strings.EqualFold(name, header)
+				}
+				set_, _ := field(request, "set").(map[string]any)
+				for name := range set_ {
+					set = set || strings.EqualFold(name, header)
+				}
+			}
+		}
+	}
+	return deleted && set
+}
+
+func field(v any, name string) any {
+	m, _ := v.(map[string]any)
+	return m[name]
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
 }
 
 // hasTrustedProxies: the server has trusted_proxies. Caddy loads them

@@ -169,11 +169,19 @@ func Cause(err error) string {
 	case errors.As(err, &e) && e.VendorStatus != 0:
 		return "the vendor answered " + strconv.Itoa(e.VendorStatus) + " " + http.StatusText(e.VendorStatus)
 	case errors.As(err, &e) && e.Cause != nil:
-		return rootCause(e.Cause)
+		return Cause(e.Cause)
 	case errors.As(err, &e):
 		return e.Message
 	}
-	return rootCause(err)
+	// Caddy's transport wraps dial errors without Unwrap: read the words.
+	switch text := rootCause(err); {
+	case strings.Contains(text, "connection refused"):
+		return "connection refused"
+	case strings.Contains(text, "no such host"):
+		return "DNS: no such host"
+	default:
+		return text
+	}
 }
 
 func rootCause(err error) string {
