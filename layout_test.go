@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -292,26 +293,30 @@ var (
 // trusted proxy range and password hashes swapped for stand-ins, sites on
 // the test's ports, and the global options caddytest needs. Nothing else
 // changes.
-func (s *standIns) asShipped(t *testing.T, text string) string {
+// Each layout runs on ports of its own, port and port+1 (for the demo's
+// two sites), so no answer can come from the layout before.
+func (s *standIns) asShipped(t *testing.T, text string, port int) string {
 	t.Helper()
+	http1, http2 := strconv.Itoa(port), strconv.Itoa(port+1)
 	text = strings.NewReplacer("localhost:3000", s.app, "localhost:4000", s.app, "localhost:9091", s.auth).Replace(text)
 	text = trustedProxies.ReplaceAllString(text, "trusted_proxies static 127.0.0.1/32")
+	text = strings.ReplaceAll(text, "/var/log/caddy/", t.TempDir()+"/")
 	text = bcryptLine.ReplaceAllStringFunc(text, func(line string) string {
 		m := bcryptLine.FindStringSubmatch(line)
 		return m[1] + m[2] + " " + bcryptHash(m[2]) // the password is the user's name
 	})
 	// The demo's own sandbox and page move with its ports.
-	text = strings.NewReplacer("localhost:8080", "localhost:9080", "localhost:8081", "localhost:9081",
-		"127.0.0.1:8080", "127.0.0.1:9080", "127.0.0.1:8081", "127.0.0.1:9081").Replace(text)
+	text = strings.NewReplacer("localhost:8080", "localhost:"+http1, "localhost:8081", "localhost:"+http2,
+		"127.0.0.1:8080", "127.0.0.1:"+http1, "127.0.0.1:8081", "127.0.0.1:"+http2).Replace(text)
 	text = withAPI(text, s.api)
 	text = siteLine.ReplaceAllStringFunc(text, func(line string) string {
 		var addrs []string
 		for _, addr := range strings.FieldsFunc(strings.TrimSuffix(line, "{"), func(r rune) bool { return r == ',' || r == ' ' }) {
-			addrs = append(addrs, testAddress(addr))
+			addrs = append(addrs, testAddress(addr, http1))
 		}
 		return strings.Join(addrs, ", ") + " {"
 	})
-	globals := map[string]string{"admin": "admin localhost:2999", "skip_install_trust": "skip_install_trust", "http_port": "http_port 9080",
+	globals := map[string]string{"admin": "admin localhost:2999", "skip_install_trust": "skip_install_trust", "http_port": "http_port " + http1,
 		"https_port": "https_port 9443", "grace_period": "grace_period 1ns", "persist_config": "persist_config off"}
 	if strings.HasPrefix(strings.TrimLeft(stripComments(text), "\n"), "{\n") {
 		i := strings.Index(text, "{\n")
@@ -381,16 +386,16 @@ func stripComments(text string) string {
 	return strings.Join(lines, "\n")
 }
 
-// testAddress moves a site address to the test's plain-HTTP ports.
-func testAddress(addr string) string {
+// testAddress moves a site address to the test's plain-HTTP port.
+func testAddress(addr, port string) string {
 	addr = strings.TrimSpace(addr)
 	switch {
 	case strings.HasPrefix(addr, ":"):
-		return "http://localhost:9080"
+		return "http://localhost:" + port
 	case strings.HasPrefix(addr, "http://"):
 		return addr
 	}
-	return "http://" + strings.TrimPrefix(addr, "https://") + ":9080"
+	return "http://" + strings.TrimPrefix(addr, "https://") + ":" + port
 }
 
 // layoutFacts are what the probes need to know of a shipped layout.
@@ -408,6 +413,10 @@ type layoutFacts struct {
 	// identityHeader, behind a trusted proxy, is the header it sets; a
 	// caller without credentials cannot send it through the proxy.
 	identityHeader string
+	// ticketOnly: the token route takes tickets only (the default); with
+	// ticket_only off the auth layer covers it, and the signed-in caller's
+	// own credentials get the token.
+	ticketOnly bool
 }
 
 // spoofs are what a caller without credentials sends on route to name
@@ -426,12 +435,14 @@ func (f layoutFacts) spoofs(route string) map[string]string {
 	return out
 }
 
-func factsOf(t *testing.T, name, text string) layoutFacts {
+func factsOf(t *testing.T, text string, port int) layoutFacts {
 	t.Helper()
 	text = stripComments(text)
-	f := layoutFacts{host: "localhost:9080", origin: "https://authkit.picaos.com", protected: []string{"/", "/private/admin", "/api/x"}}
+	p := strconv.Itoa(port)
+	f := layoutFacts{host: "localhost:" + p, origin: "https://authkit.picaos.com", protected: []string{"/", "/private/admin", "/api/x"},
+		ticketOnly: !strings.Contains(text, "ticket_only off")}
 	for _, line := range siteLine.FindAllString(text, -1) {
-		if strings.Contains(line, "9080") {
+		if strings.Contains(line, ":"+p) {
 			f.host = strings.TrimPrefix(strings.Fields(strings.TrimSuffix(line, "{"))[0], "http://")
 			f.host = strings.TrimSuffix(f.host, ",")
 		}
@@ -464,7 +475,7 @@ func factsOf(t *testing.T, name, text string) layoutFacts {
 	default: // a trusted proxy in front sets the identity header
 		header := regexp.MustCompile(`identity \{http\.request\.header\.([\w-]+)\}`).FindStringSubmatch(text)
 		if header == nil {
-			t.Fatalf("%s: no auth layer, and no header identity", name)
+			t.Fatal("no auth layer, and no header identity")
 		}
 		f.identityHeader = header[1]
 		f.signIn = func(r *http.Request) { r.Header.Set(header[1], "alice") }
@@ -485,11 +496,12 @@ func TestShippedLayoutsHoldWithoutCredentials(t *testing.T) {
 	if len(layouts) < 8 {
 		t.Fatalf("found %d shipped layouts", len(layouts))
 	}
-	for _, layout := range layouts {
+	for i, layout := range layouts {
 		t.Run(layout.name, func(t *testing.T) {
+			port := 9100 + 2*i
 			s := startStandIns(t)
-			config := s.asShipped(t, layout.text)
-			f := factsOf(t, layout.name, config)
+			config := s.asShipped(t, layout.text, port)
+			f := factsOf(t, config, port)
 			tester := caddytest.NewTester(t)
 			tester.InitServer(config, "caddyfile")
 			if t.Failed() {
@@ -564,7 +576,7 @@ func TestShippedLayoutsHoldWithoutCredentials(t *testing.T) {
 				}
 				var minted struct{ Ticket string }
 				_ = json.Unmarshal([]byte(body), &minted)
-				status, body = send("POST", prefix+"/token", map[string]string{"X-AuthKit-Ticket": minted.Ticket, "Origin": f.origin}, false)
+				status, body = send("POST", prefix+"/token", map[string]string{"X-AuthKit-Ticket": minted.Ticket, "Origin": f.origin}, !f.ticketOnly)
 				if status != 200 || !strings.Contains(body, `"rows"`) {
 					t.Fatalf("the token by ticket: %d %.300s", status, body)
 				}
