@@ -12,13 +12,14 @@ import (
 )
 
 // vendorHooks let the module see each call of the vendor client: its
-// latency and outcome in the metrics, a debug line per call, and retries.
-// They run on whatever goroutine makes the call, so they touch only the
-// call's request, whose context is a work context.
+// latency and outcome in the metrics, a debug line and a trace span per
+// attempt, and retries. They run on whatever goroutine makes the call, so
+// they touch only the call's request, whose context is a work context.
 func (a *AuthKit) vendorHooks() vendor.Hooks {
 	return vendor.Hooks{
 		Call: func(req *http.Request, endpoint string, attempt int) func(int, error) {
 			start := time.Now()
+			endSpan := startVendorSpan(req, endpoint, attempt)
 			return func(status int, err error) {
 				d := time.Since(start)
 				outcome := strconv.Itoa(status)
@@ -27,6 +28,7 @@ func (a *AuthKit) vendorHooks() vendor.Hooks {
 				}
 				a.metrics.vendorCall(endpoint, outcome, d)
 				a.logVendorCall(req, endpoint, attempt, status, err, d)
+				endSpan(status, err)
 			}
 		},
 		Retry: a.metrics.retry,

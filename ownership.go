@@ -39,8 +39,7 @@ func newOwners(client *vendor.Client, size int, ttl time.Duration, platforms map
 	return &owners{vendor: client, cache: c, platforms: platforms, logger: logger, hash: hash}
 }
 
-// cacheKey names one cached answer about id: the hash of the identity
-// first, so every answer about one caller can be forgotten at once, then the
+// cacheKey names one cached answer about id: the hash of the identity, the
 // kind of question and its subject, hashed so entries stay small and hold
 // no key.
 func cacheKey(id identity, kind byte, subject string) string {
@@ -57,8 +56,52 @@ func cacheKey(id identity, kind byte, subject string) string {
 const (
 	ownsKey      byte = 'k' // the connection key is id's
 	resolvesName byte = 'n' // a keyless platform or id resolves to a key
-	generationOf byte = 'g' // the current generation of id's platform answers
+	epochsOf     byte = 'e' // the caller's epochs
 )
+
+// A cached answer is stamped with the caller's epochs it holds for, and is
+// stale once they change. Epochs change in O(1), and a stale answer is
+// replaced where it stands when next asked, so none piles up:
+//
+//   - the names epoch changes when the caller may have connected an account
+//     (the widget opened, the connections were listed): it outdates which
+//     connection a platform names;
+//   - the deletes epoch changes when the caller deleted a connection: it
+//     outdates every answer.
+type epochs struct{ names, deletes string }
+
+func (o *owners) epochs(id identity) epochs {
+	if e, ok := o.cache.Get(cacheKey(id, epochsOf, "")); ok {
+		names, deletes, _ := strings.Cut(e, "\n")
+		return epochs{names, deletes}
+	}
+	return o.setEpochs(id, epochs{newEpoch(), newEpoch()})
+}
+
+func (o *owners) setEpochs(id identity, e epochs) epochs {
+	o.cache.Add(cacheKey(id, epochsOf, ""), e.names+"\n"+e.deletes)
+	return e
+}
+
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return string(b[:])
+}
+
+// load is the answer under key for a caller whose answer holds while stamp
+// does: from the cache, or fetched and stamped.
+func (o *owners) load(ctx context.Context, key, stamp string, fetch func(context.Context) (string, bool, error)) (string, error) {
+	fresh := func(v string) bool { return strings.HasPrefix(v, stamp+"\n") }
+	v, err := o.cache.LoadFresh(ctx, key, fresh, func(ctx context.Context) (string, bool, error) {
+		answer, keep, err := fetch(ctx)
+		return stamp + "\n" + answer, keep, err
+	})
+	if err != nil {
+		return "", err
+	}
+	return v[len(stamp)+1:], nil
+}
 
 // check refuses a connection key that is not the caller's: at once when the
 // key's identity suffix names someone else, else from the cache, else by
@@ -67,7 +110,7 @@ func (o *owners) check(ctx context.Context, id identity, connectionKey string) e
 	if _, suffix, ok := strings.Cut(connectionKey, "|"); ok && suffix != keySuffix(id.ID) {
 		return o.notOwned(id, connectionKey)
 	}
-	owned, err := o.cache.Load(ctx, cacheKey(id, ownsKey, connectionKey), func(ctx context.Context) (string, bool, error) {
+	owned, err := o.load(ctx, cacheKey(id, ownsKey, connectionKey), o.epochs(id).deletes, func(ctx context.Context) (string, bool, error) {
 		owned, err := o.askVault(ctx, id, connectionKey)
 		if err != nil || !owned {
 			return "", false, err
@@ -131,14 +174,14 @@ func (o *owners) resolve(ctx context.Context, id identity, value string) (key, c
 			return "", "", errPlatformNotAllowed()
 		}
 	}
-	// Only the id → key answers are stable: a platform's answer changes when
-	// the caller connects another account, so it is keyed by the caller's
-	// generation, which opening the widget renews.
-	subject := value
+	// Only the id → key answers outlive a new connection: a platform's
+	// answer changes when the caller connects another account.
+	e := o.epochs(id)
+	stamp := e.deletes
 	if !byID {
-		subject = o.generation(id) + "\x00" + value
+		stamp = e.names + e.deletes
 	}
-	found, err := o.cache.Load(ctx, cacheKey(id, resolvesName, subject), func(ctx context.Context) (string, bool, error) {
+	found, err := o.load(ctx, cacheKey(id, resolvesName, value), stamp, func(ctx context.Context) (string, bool, error) {
 		conn, err := o.find(ctx, id, value, byID)
 		if err != nil {
 			return "", false, err
@@ -194,32 +237,20 @@ func (o *owners) find(ctx context.Context, id identity, value string, byID bool)
 	return vendor.Connection{}, ambiguous
 }
 
-// generation names the current set of id's connections; answers that a new
-// connection would change are cached under it. A lost generation is a new
-// random one, so a stale answer can never come back.
-func (o *owners) generation(id identity) string {
-	if g, ok := o.cache.Get(cacheKey(id, generationOf, "")); ok {
-		return g
-	}
-	return o.renew(id)
-}
-
-// renew forgets id's platform answers in O(1): the token and ticket routes
-// call it, since the widget they open may connect an account, and so does
-// the connections list, since what the caller sees there is what keyless
+// renew outdates id's platform answers: the token and ticket routes call
+// it, since the widget they open may connect an account, and so does the
+// connections list, since what the caller sees there is what keyless
 // resolves next.
-func (o *owners) renew(id identity) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	g := string(b[:])
-	o.cache.Add(cacheKey(id, generationOf, ""), g)
-	return g
+func (o *owners) renew(id identity) {
+	e := o.epochs(id)
+	o.setEpochs(id, epochs{newEpoch(), e.deletes})
 }
 
-// forget drops every cached answer about id's connections.
+// forget outdates every cached answer about id's connections: one of them
+// was deleted.
 func (o *owners) forget(id identity) {
-	prefix := cacheKey(id, 0, "")[:16]
-	o.cache.RemoveIf(func(key string) bool { return strings.HasPrefix(key, prefix) })
+	e := o.epochs(id)
+	o.setEpochs(id, epochs{e.names, newEpoch()})
 }
 
 // connectionSummary names a connection without its key, for answers that

@@ -142,11 +142,14 @@ func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.Header.Set(t.provider.ActionIDHeader, call.actionID)
 	}
 	start := time.Now()
+	endSpan := startVendorSpan(out, vendor.EndpointPassthrough, 1)
 	res, err := t.next.RoundTrip(out)
 	if err != nil {
 		t.metrics.vendorCall(vendor.EndpointPassthrough, "error", time.Since(start))
+		endSpan(0, err)
 		return nil, err
 	}
+	defer func() { endSpan(res.StatusCode, nil) }()
 	vendorStatus := res.StatusCode
 	failure := adaptResponse(res, t.secret, call)
 	outcome := outcomeRelayed

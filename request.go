@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // request is what a route's handler gets of a request.
@@ -53,7 +54,10 @@ type requestIDKey struct{}
 // (reading {http.request.uuid} stores it): only the request's own goroutine
 // may touch them. Call the returned func when the request is done.
 func workContext(r *http.Request, requestID string) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), requestIDKey{}, requestID))
+	// The request's trace span, which is safe to share, goes along: the
+	// vendor calls are its children.
+	ctx := trace.ContextWithSpan(context.WithValue(context.Background(), requestIDKey{}, requestID), trace.SpanFromContext(r.Context()))
+	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(r.Context(), cancel)
 	return ctx, func() { stop(); cancel() }
 }

@@ -82,18 +82,6 @@ func (c *Cache[V]) Add(key string, value V) {
 	c.entries[key] = c.order.PushFront(&cacheEntry[V]{key: key, value: value, expires: expires})
 }
 
-// RemoveIf forgets every entry whose key matches.
-func (c *Cache[V]) RemoveIf(match func(key string) bool) {
-	c.mu.Lock()
-	for key, el := range c.entries {
-		if match(key) {
-			c.order.Remove(el)
-			delete(c.entries, key)
-		}
-	}
-	c.mu.Unlock()
-}
-
 // Len is how many entries the cache holds, fresh or not.
 func (c *Cache[V]) Len() int {
 	c.mu.Lock()
@@ -112,7 +100,14 @@ func (c *Cache[V]) Clear() {
 // Load returns the cached value of key, or fetches it once for every
 // concurrent caller. fetch says whether its value may be cached.
 func (c *Cache[V]) Load(ctx context.Context, key string, fetch func(context.Context) (V, bool, error)) (V, error) {
-	if v, ok := c.Get(key); ok {
+	return c.LoadFresh(ctx, key, nil, fetch)
+}
+
+// LoadFresh is Load for values that can go stale before their TTL: a
+// cached value that fresh refuses is fetched again, and replaced where it
+// stood (so stale values never pile up under keys of their own).
+func (c *Cache[V]) LoadFresh(ctx context.Context, key string, fresh func(V) bool, fetch func(context.Context) (V, bool, error)) (V, error) {
+	if v, ok := c.Get(key); ok && (fresh == nil || fresh(v)) {
 		return v, nil
 	}
 	v, err := c.flights.Do(ctx, key, func(ctx context.Context) (any, error) {

@@ -28,9 +28,25 @@ func TestCacheEvictsLeastRecentlyUsedAndExpires(t *testing.T) {
 	if has("1") || c.order.Len() != 2 {
 		t.Fatalf("an expired answer was still believed (len %d)", c.order.Len())
 	}
-	c.RemoveIf(func(key string) bool { return key == "3" })
-	if has("3") {
-		t.Fatal("a removed answer was still believed")
+}
+
+// TestLoadFreshReplacesAStaleValueWhereItStood: a value fresh refuses is
+// fetched again and stored under the same key, so no stale copy stays.
+func TestLoadFreshReplacesAStaleValueWhereItStood(t *testing.T) {
+	c := New[string](10, time.Minute)
+	fetches := 0
+	fetch := func(v string) func(context.Context) (string, bool, error) {
+		return func(context.Context) (string, bool, error) { fetches++; return v, true, nil }
+	}
+	isNew := func(v string) bool { return v == "new" }
+	if v, _ := c.LoadFresh(context.Background(), "k", isNew, fetch("old")); v != "old" || fetches != 1 {
+		t.Fatalf("first load: %q after %d fetches", v, fetches)
+	}
+	if v, _ := c.LoadFresh(context.Background(), "k", isNew, fetch("new")); v != "new" || fetches != 2 || c.Len() != 1 {
+		t.Fatalf("a stale value: %q after %d fetches, %d entries", v, fetches, c.Len())
+	}
+	if v, _ := c.LoadFresh(context.Background(), "k", isNew, fetch("newer")); v != "new" || fetches != 2 {
+		t.Fatalf("a fresh value was fetched again: %q, %d fetches", v, fetches)
 	}
 }
 
