@@ -15,6 +15,9 @@
 // Runs are A/B interleaved and bounded in count and time.
 //
 //	go run ./bench [-latency 30ms] [-duration 3s] [-rounds 2]
+//
+// With -soak it runs the soak instead (soak.go): rounds of mixed requests
+// against one authkit process, whose goroutines and heap are read after GC.
 package main
 
 import (
@@ -60,6 +63,18 @@ func main() {
 	stopOnSignal()
 
 	bin := build(dir)
+	if *soakMode {
+		defer func() { // a panic must not leave the processes running
+			if r := recover(); r != nil {
+				stopChildren()
+				panic(r)
+			}
+		}()
+		code := soak(bin)
+		stopChildren()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
 	if _, err := os.Stat("testdata/node/node_modules/@picahq/authkit-token"); err != nil {
 		run(exec.Command("npm", "ci", "--prefix", "testdata/node", "--no-audit", "--no-fund", "--loglevel=error"))
 	}
