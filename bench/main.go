@@ -15,6 +15,9 @@
 // Runs are A/B interleaved and bounded in count and time.
 //
 //	go run ./bench [-latency 30ms] [-duration 3s] [-rounds 2]
+//
+// With -soak it runs the soak instead (soak.go): rounds of mixed requests
+// against one authkit process, whose goroutines and heap are read after GC.
 package main
 
 import (
@@ -27,11 +30,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -54,10 +59,22 @@ func main() {
 	dir, err := os.MkdirTemp("", "caddyauthkit-bench")
 	check(err)
 	defer os.RemoveAll(dir)
+	tempDir = dir
+	stopOnSignal()
 
-	fmt.Println("building cmd/caddy ...")
-	bin := filepath.Join(dir, "caddy")
-	run(exec.Command("go", "build", "-o", bin, "./cmd/caddy"))
+	bin := build(dir)
+	if *soakMode {
+		defer func() { // a panic must not leave the processes running
+			if r := recover(); r != nil {
+				stopChildren()
+				panic(r)
+			}
+		}()
+		code := soak(bin)
+		stopChildren()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
 	if _, err := os.Stat("testdata/node/node_modules/@picahq/authkit-token"); err != nil {
 		run(exec.Command("npm", "ci", "--prefix", "testdata/node", "--no-audit", "--no-fund", "--loglevel=error"))
 	}
@@ -89,11 +106,10 @@ func main() {
 	node.Stderr = os.Stderr
 	check(node.Start())
 	sdk := &process{name: "node sdk", cmd: node}
-	defer func() {
-		for _, p := range []*process{sandbox, plugin, bare, sdk} {
-			_ = p.cmd.Process.Kill()
-		}
-	}()
+	children.Lock()
+	children.list = append(children.list, sdk)
+	children.Unlock()
+	defer stopChildren()
 	for _, port := range []int{19100, 19200, 19250, 19300, 19301, 19201, 19401} {
 		waitPort(port)
 	}
@@ -151,6 +167,14 @@ func main() {
 	printReport(report, map[string]*process{"authkit": plugin, "node sdk": sdk, "bare caddy": bare, "sandbox": sandbox})
 }
 
+// build compiles cmd/caddy into dir.
+func build(dir string) string {
+	fmt.Println("building cmd/caddy ...")
+	bin := filepath.Join(dir, "caddy")
+	run(exec.Command("go", "build", "-o", bin, "./cmd/caddy"))
+	return bin
+}
+
 // authkitSite is a Caddyfile site on port whose authkit handler uses the
 // sandbox on api, with extra lines in its block.
 func authkitSite(port, api int, extra string) string {
@@ -165,13 +189,49 @@ type process struct {
 	cmd  *exec.Cmd
 }
 
-func start(dir, bin, name, caddyfile string) *process {
+func start(dir, bin, name, caddyfile string, env ...string) *process {
 	file := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".Caddyfile")
 	check(os.WriteFile(file, []byte(caddyfile), 0o600))
 	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "PICA_SECRET_KEY="+secret)
+	cmd.Env = append(append(os.Environ(), "PICA_SECRET_KEY="+secret), env...)
 	check(cmd.Start())
-	return &process{name: name, cmd: cmd}
+	p := &process{name: name, cmd: cmd}
+	children.Lock()
+	children.list = append(children.list, p)
+	children.Unlock()
+	return p
+}
+
+// children are the processes started, stopped by stopChildren.
+var children struct {
+	sync.Mutex
+	list []*process
+}
+
+// tempDir is removed with the children when the run stops early.
+var tempDir string
+
+// stopChildren kills every process started and waits for it to exit.
+func stopChildren() {
+	children.Lock()
+	defer children.Unlock()
+	for _, p := range children.list {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+	children.list = nil
+}
+
+// stopOnSignal stops the children when the run is interrupted.
+func stopOnSignal() {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-signals
+		stopChildren()
+		os.RemoveAll(tempDir)
+		os.Exit(1)
+	}()
 }
 
 // cpu is the process's user+system CPU time so far.
@@ -276,8 +336,7 @@ func once(t target) (time.Duration, bool) {
 func warm(t target) {
 	for i := 0; i < 5; i++ {
 		if _, ok := once(t); !ok {
-			fmt.Fprintf(os.Stderr, "warm-up of %s %s failed\n", t.method, t.url)
-			os.Exit(1)
+			check(fmt.Errorf("warm-up of %s %s failed", t.method, t.url))
 		}
 	}
 }
@@ -391,6 +450,8 @@ func run(cmd *exec.Cmd) {
 func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		stopChildren()
+		os.RemoveAll(tempDir)
 		os.Exit(1)
 	}
 }
