@@ -128,6 +128,7 @@ func runBrowser(t *testing.T, scenario, app string) browserOutcome {
 	if len(o.PageErrors) > 0 {
 		t.Errorf("script errors on the page: %v", o.PageErrors)
 	}
+	t.Logf("CONSOLE %s: %q", scenario, o.ConsoleErrors)
 	if len(o.FailedRequests) > 0 {
 		t.Errorf("same-origin requests failed: %v", o.FailedRequests)
 	}

@@ -76,6 +76,8 @@ func errorBody(err error) *apiError {
 		return newError(refusal.Status, refusal.Code, refusal.Message)
 	case errors.Is(err, context.Canceled):
 		return errClientGone
+	case errors.Is(err, context.DeadlineExceeded):
+		return newError(http.StatusGatewayTimeout, "vendor_timeout", "the vendor did not answer in time")
 	case errors.As(err, &handler) && handler.StatusCode == http.StatusGatewayTimeout:
 		return newError(http.StatusGatewayTimeout, "vendor_timeout", "the vendor did not answer in time")
 	case errors.As(err, &handler) && handler.StatusCode != 0 && handler.StatusCode != http.StatusBadGateway:

@@ -71,36 +71,39 @@ const (
 type epochs struct{ names, deletes string }
 
 func (o *owners) epochs(id identity) epochs {
-	if e, ok := o.cache.Get(cacheKey(id, epochsOf, "")); ok {
-		names, deletes, _ := strings.Cut(e, "\n")
-		return epochs{names, deletes}
+	if e, ok := o.cache.Get(cacheKey(id, epochsOf, "")); ok && len(e) == 2*epochLen {
+		return epochs{e[:epochLen], e[epochLen:]}
 	}
 	return o.setEpochs(id, epochs{newEpoch(), newEpoch()})
 }
 
 func (o *owners) setEpochs(id identity, e epochs) epochs {
-	o.cache.Add(cacheKey(id, epochsOf, ""), e.names+"\n"+e.deletes)
+	o.cache.Add(cacheKey(id, epochsOf, ""), e.names+e.deletes)
 	return e
 }
 
+// epochLen is the length of an epoch: random bytes, of any value.
+const epochLen = 8
+
 func newEpoch() string {
-	var b [8]byte
+	var b [epochLen]byte
 	_, _ = rand.Read(b[:])
 	return string(b[:])
 }
 
 // load is the answer under key for a caller whose answer holds while stamp
-// does: from the cache, or fetched and stamped.
+// does: from the cache, or fetched and stamped. Callers with another
+// stamp never share a fetch.
 func (o *owners) load(ctx context.Context, key, stamp string, fetch func(context.Context) (string, bool, error)) (string, error) {
-	fresh := func(v string) bool { return strings.HasPrefix(v, stamp+"\n") }
-	v, err := o.cache.LoadFresh(ctx, key, fresh, func(ctx context.Context) (string, bool, error) {
+	fresh := func(v string) bool { return strings.HasPrefix(v, stamp) }
+	v, err := o.cache.LoadFresh(ctx, key, key+stamp, fresh, func(ctx context.Context) (string, bool, error) {
 		answer, keep, err := fetch(ctx)
-		return stamp + "\n" + answer, keep, err
+		return stamp + answer, keep, err
 	})
 	if err != nil {
 		return "", err
 	}
-	return v[len(stamp)+1:], nil
+	return v[len(stamp):], nil
 }
 
 // check refuses a connection key that is not the caller's: at once when the

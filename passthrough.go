@@ -72,7 +72,9 @@ func (a *AuthKit) servePassthrough(w *recorder, rq *request) error {
 	}
 	r = r.WithContext(context.WithValue(r.Context(), checkedCallKey{}, call))
 
+	w.proxying = true
 	err = a.proxy.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	w.proxying = false
 	if w.status == 0 && (err != nil || w.canceled) {
 		if body.failed() {
 			// Go cancels the request when its body breaks, and may keep

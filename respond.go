@@ -16,14 +16,14 @@ type recorder struct {
 	*caddyhttp.ResponseWriterWrapper
 	status int // 0 until the answer started
 	bytes  int64
-	// canceled: Caddy's proxy wrote 499 (the request was cancelled, also
-	// when the client's body broke) before anything else; the route
-	// answers instead.
-	canceled bool
+	// proxying: Caddy's proxy is answering. It writes 499 when the
+	// request was cancelled, also when the client's body broke; then
+	// canceled is set and the route answers instead.
+	proxying, canceled bool
 }
 
 func (w *recorder) WriteHeader(status int) {
-	if status == 499 && w.status == 0 {
+	if status == 499 && w.status == 0 && w.proxying {
 		w.canceled = true
 		return
 	}

@@ -192,7 +192,7 @@ feed:
 	close(next)
 	wg.Wait()
 	if failure == nil && ctx.Err() != nil {
-		failure = context.Canceled
+		failure = ctx.Err() // the caller left, or the token's budget ran out
 	}
 	return results, failure
 }

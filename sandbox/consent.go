@@ -11,6 +11,7 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width">
 <title>Sandbox OAuth: {{.Name}}</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 15px/1.5 system-ui, sans-serif; background: #f4f4f6; margin: 0; }
   .card { background: #fff; max-width: 26rem; margin: 4rem auto; padding: 1.5rem; border-radius: 12px; box-shadow: 0 2px 12px rgba(0,0,0,.1); }

@@ -100,17 +100,18 @@ func (c *Cache[V]) Clear() {
 // Load returns the cached value of key, or fetches it once for every
 // concurrent caller. fetch says whether its value may be cached.
 func (c *Cache[V]) Load(ctx context.Context, key string, fetch func(context.Context) (V, bool, error)) (V, error) {
-	return c.LoadFresh(ctx, key, nil, fetch)
+	return c.LoadFresh(ctx, key, key, nil, fetch)
 }
 
 // LoadFresh is Load for values that can go stale before their TTL: a
 // cached value that fresh refuses is fetched again, and replaced where it
 // stood (so stale values never pile up under keys of their own).
-func (c *Cache[V]) LoadFresh(ctx context.Context, key string, fresh func(V) bool, fetch func(context.Context) (V, bool, error)) (V, error) {
+// Concurrent fetches of one flight name are shared.
+func (c *Cache[V]) LoadFresh(ctx context.Context, key, flight string, fresh func(V) bool, fetch func(context.Context) (V, bool, error)) (V, error) {
 	if v, ok := c.Get(key); ok && (fresh == nil || fresh(v)) {
 		return v, nil
 	}
-	v, err := c.flights.Do(ctx, key, func(ctx context.Context) (any, error) {
+	v, err := c.flights.Do(ctx, flight, func(ctx context.Context) (any, error) {
 		v, keep, err := fetch(ctx)
 		if err == nil && keep {
 			c.Add(key, v)
