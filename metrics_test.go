@@ -450,6 +450,25 @@ func lexPromQL(t *testing.T, expr string) []promToken {
 			i += len(op)
 		}
 	}
+	// Parentheses and braces must pair up; a real Prometheus parses the
+	// rest (metrics_external_test.go).
+	var open []string
+	for _, tok := range toks {
+		switch {
+		case tok.kind != 'p':
+		case tok.text == "(" || tok.text == "{":
+			open = append(open, tok.text)
+		case tok.text == ")" || tok.text == "}":
+			want := map[string]string{")": "(", "}": "{"}[tok.text]
+			if len(open) == 0 || open[len(open)-1] != want {
+				t.Fatalf("unbalanced %s in %q", tok.text, expr)
+			}
+			open = open[:len(open)-1]
+		}
+	}
+	if len(open) > 0 {
+		t.Fatalf("unclosed %s in %q", open[len(open)-1], expr)
+	}
 	return toks
 }
 
