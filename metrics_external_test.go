@@ -12,6 +12,7 @@ package caddyauthkit
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -283,13 +284,8 @@ func TestPrometheusAlertsOnSandboxFaults(t *testing.T) {
 	p := startPrometheus(t)
 	gateway := map[string]string{"job": "caddy", "instance": "localhost:2999"}
 	with := func(labels map[string]string) map[string]string {
-		all := map[string]string{}
-		for k, v := range gateway {
-			all[k] = v
-		}
-		for k, v := range labels {
-			all[k] = v
-		}
+		all := maps.Clone(gateway)
+		maps.Copy(all, labels)
 		return all
 	}
 	p.scrapedAtLeast(`up{job="caddy"}`, 1)
