@@ -293,11 +293,11 @@ func TestPrometheusAlertsOnSandboxFaults(t *testing.T) {
 	// Ordinary traffic: a token by ticket, connections, connectors, and
 	// passthrough twice (an ownership miss, then a hit); a 503 from the
 	// vendor that the retry absorbs.
-	ticket := g.do(request{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"})
+	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"})
 	expect(t, ticket, 200, "")
 	byTicket := map[string]string{"X-AuthKit-Ticket": ticket.json(t)["ticket"].(string)}
 	token := func() response {
-		return g.do(request{method: "POST", url: ticketURL + "/authkit/token", header: byTicket})
+		return g.do(call{method: "POST", url: ticketURL + "/authkit/token", header: byTicket})
 	}
 	expect(t, token(), 200, "")
 	g.pica.SetFault(sandbox.EndpointVaultList, sandbox.Fault{Status: 503, Times: 1})
