@@ -18,7 +18,9 @@ import (
 // pools are warm after the first; growth after that would be a leak).
 func TestLoadAndFaultsLeakNothing(t *testing.T) {
 	pica := sandbox.New(sandbox.Options{Secret: testSecret, Latency: 5 * time.Millisecond})
-	g := startGateway(t, pica, "timeout 1500ms")
+	// A budget generous enough for 200 callers under -race on a busy
+	// machine; the slow burst below outlasts it by far.
+	g := startGateway(t, pica, "timeout 5s")
 	g.tester.Client.Timeout = 30 * time.Second
 
 	var goroutines int
@@ -87,7 +89,7 @@ func loadRound(t *testing.T, g *gateway, pica *sandbox.Server) {
 		t.Fatalf("%d of %d requests failed under load", failures.Load(), callers*perCaller)
 	}
 
-	pica.SetFault("*", sandbox.Fault{Delay: 3 * time.Second})
+	pica.SetFault("*", sandbox.Fault{Delay: time.Minute}) // held until the gateway gives up
 	defer pica.ClearFaults()
 	for _, res := range concurrently(50, func(c int) response {
 		return g.as([]string{"alice", "bob"}[c%2], "GET", "/authkit/connections", nil)
