@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -128,7 +129,14 @@ func runBrowser(t *testing.T, scenario, app string) browserOutcome {
 	if len(o.PageErrors) > 0 {
 		t.Errorf("script errors on the page: %v", o.PageErrors)
 	}
-	t.Logf("CONSOLE %s: %q", scenario, o.ConsoleErrors)
+	// The console shows no error but the browser's note of an answer the
+	// page asked for and shows (a 401, 403 or 409 the scenario provokes,
+	// judged by failedResponses), and the foreign iframe's CORS refusal.
+	for _, msg := range o.ConsoleErrors {
+		if !o.answeredBadly(msg, app) && scenario != "foreign" {
+			t.Errorf("console error: %s", msg)
+		}
+	}
 	if len(o.FailedRequests) > 0 {
 		t.Errorf("same-origin requests failed: %v", o.FailedRequests)
 	}
@@ -136,6 +144,21 @@ func runBrowser(t *testing.T, scenario, app string) browserOutcome {
 		t.Errorf("the iframe's requests to the app failed: %v", o.IframeFailedRequests)
 	}
 	return o
+}
+
+// answeredBadly: msg is Chrome's console note of a failed answer from the
+// app, one the page got (and the test sees in Responses).
+func (o browserOutcome) answeredBadly(msg, app string) bool {
+	rest, ok := strings.CutPrefix(msg, "Failed to load resource: the server responded with a status of ")
+	if !ok {
+		return false
+	}
+	for _, r := range o.Responses {
+		if strings.HasPrefix(rest, strconv.Itoa(r.Status)+" ") && strings.Contains(rest, "("+app+r.Path) {
+			return true
+		}
+	}
+	return false
 }
 
 // failedResponses lists the same-origin answers of 400 and above, but for
