@@ -46,53 +46,36 @@ var denialReasons = []string{"identity_missing", "ticket_required", "ticket_inva
 // newMetrics registers the collectors in registry (Caddy makes a new one on
 // every config load), reusing any that another authkit handler registered.
 func newMetrics(registry *prometheus.Registry) (*metrics, error) {
-	const ns, sub = "caddy", "authkit"
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "caddy", Subsystem: "authkit", Name: name, Help: help}
+	}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts(opts(name, help)))
+	}
+	counters := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts(opts(name, help)), labels)
+	}
+	latency := opts("vendor_request_duration_seconds",
+		"Latency of the gateway's calls to the vendor, by endpoint and outcome (status code, error, or relayed for a third party's passthrough answer).")
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "requests_total",
-			Help: "Requests answered by the authkit handler, by server, route, method (OPTIONS for preflight) and status code.",
-		}, []string{"server", "route", "method", "code"}),
+		requests: counters("requests_total",
+			"Requests answered by the authkit handler, by server, route, method (OPTIONS for preflight; OTHER for a made-up one) and status code.",
+			"server", "route", "method", "code"),
 		vendorLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: ns, Subsystem: sub, Name: "vendor_request_duration_seconds",
-			Help:    "Latency of the gateway's own calls to the vendor, by endpoint and outcome (status code or error).",
+			Namespace: latency.Namespace, Subsystem: latency.Subsystem, Name: latency.Name, Help: latency.Help,
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"endpoint", "outcome"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "vendor_retries_total",
-			Help: "Calls to the vendor that were retried, by endpoint.",
-		}, []string{"endpoint"}),
-		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "ownership_cache_lookups_total",
-			Help: "Ownership cache lookups, by result (hit or miss).",
-		}, []string{"result"}),
-		evictions: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "ownership_cache_evictions_total",
-			Help: "Ownership answers evicted because the cache was full.",
-		}),
-		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "denials_total",
-			Help: "Requests refused for the caller's own reasons (401 and 403), by reason.",
-		}, []string{"reason"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "errors_total",
-			Help: "Error answers in the gateway's envelope, by route and code (vendor_rejected_secret, vendor_unavailable, overloaded, ...).",
-		}, []string{"route", "code"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "vendor_calls_in_flight",
-			Help: "Calls to the vendor in flight, passthrough included.",
-		}),
-		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "overloaded_total",
-			Help: "Requests answered 503 because max_concurrent calls to the vendor were in flight.",
-		}),
-		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "events_dropped_total",
-			Help: "Events dropped because their handlers were too slow to keep up.",
-		}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "reconnect_signals_total",
-			Help: "Passthrough answers where the third party refused a user's grant (401), signalled to the browser with AuthKit-Reconnect.",
-		}),
+		retries:   counters("vendor_retries_total", "Calls to the vendor that were retried, by endpoint.", "endpoint"),
+		cache:     counters("ownership_cache_lookups_total", "Ownership cache lookups, by result (hit or miss).", "result"),
+		evictions: counter("ownership_cache_evictions_total", "Ownership answers evicted because the cache was full."),
+		denials:   counters("denials_total", "Requests refused for the caller's own reasons (401 and 403), by reason.", "reason"),
+		errors: counters("errors_total",
+			"Error answers in the gateway's envelope, by route and code (vendor_rejected_secret, vendor_unavailable, overloaded, ...).", "route", "code"),
+		inFlight:      prometheus.NewGauge(prometheus.GaugeOpts(opts("vendor_calls_in_flight", "Calls to the vendor in flight, passthrough included."))),
+		overloaded:    counter("overloaded_total", "Requests answered 503 because max_concurrent calls to the vendor were in flight."),
+		eventsDropped: counter("events_dropped_total", "Events dropped because their handlers were too slow to keep up."),
+		reconnects: counter("reconnect_signals_total",
+			"Passthrough answers where the third party refused a user's grant (401), signalled to the browser with AuthKit-Reconnect."),
 	}
 	if registry != nil {
 		if err := m.register(registry); err != nil {

@@ -65,13 +65,11 @@ type Request struct {
 	// Endpoint is one of the Endpoint constants.
 	Endpoint string `json:"endpoint"`
 	// Dialect is the provider the request was answered as: pica or one.
-	Dialect  string      `json:"dialect"`
-	Method   string      `json:"method"`
-	Host     string      `json:"host"`
-	Path     string      `json:"path"`
-	RawQuery string      `json:"rawQuery"`
-	Header   http.Header `json:"header"`
-	Body     []byte      `json:"body"`
+	Dialect string `json:"dialect"`
+	// The request line, the query as written.
+	Method, Host, Path, RawQuery string
+	Header                       http.Header `json:"header"`
+	Body                         []byte      `json:"body"`
 }
 
 type connector struct {

@@ -69,6 +69,13 @@ async function load(query = "") {
   await signIn();
 }
 
+// act is one step a person takes: a click, then what the page shows for it.
+async function act(name, selector, shown) {
+  step(name);
+  await page.click(selector);
+  await page.waitForSelector(shown);
+}
+
 async function signIn() {
   step("sign in");
   await page.fill("#user", "demo");
@@ -164,9 +171,7 @@ const scenarios = {
   // Then someone else's connection, refused.
   async reconnect() {
     await load();
-    step("expired grant");
-    await page.click("#expired");
-    await page.waitForSelector("#reconnect:not([hidden])");
+    await act("expired grant", "#expired", "#reconnect:not([hidden])");
     out.texts.call = await text("#call-result");
     out.texts.reconnect = await text("#reconnect");
     await snap("offered");
@@ -177,9 +182,7 @@ const scenarios = {
     out.texts.offeredConnectors = await frame.locator("button.connector").allInnerTexts();
     await frame.getByRole("button", { name: "Close" }).click();
     await closedWithoutConnecting("afterClose");
-    step("someone else's connection");
-    await page.click("#foreign");
-    await page.waitForSelector('#call-result[data-status="404"]');
+    await act("someone else's connection", "#foreign", '#call-result[data-status="404"]');
     out.texts.foreign = await text("#call-result");
   },
 
@@ -187,16 +190,12 @@ const scenarios = {
   // page's back: Connect gets no ticket, so no iframe, and the page says why.
   async "signed-out"() {
     await load();
-    step("sign out");
-    await page.click("#signout");
-    await page.waitForSelector("#signin:not([hidden])");
+    await act("sign out", "#signout", "#signin:not([hidden])");
     out.texts.signedOut = await text("#who");
     await snap("form");
     await signIn();
-    step("session ends");
     await context.clearCookies();
-    await page.click("#connect");
-    await page.waitForSelector('#status[data-kind="error"]');
+    await act("session ends", "#connect", '#status[data-kind="error"]');
     out.texts.status = await text("#status");
     out.texts.iframes = await page.locator("#event-link").count();
     await snap("refused");
@@ -206,9 +205,7 @@ const scenarios = {
   // the token from it; the iframe says why and the page repeats it.
   async foreign() {
     await load();
-    step("open widget");
-    await page.click("#connect");
-    await page.waitForSelector('#status[data-kind="error"]');
+    await act("open widget", "#connect", '#status[data-kind="error"]');
     await page.waitForSelector("#event-link", { state: "detached" });
     out.texts.status = await text("#status");
     await snap("refused");
