@@ -125,6 +125,28 @@ func hostsOf(sets caddyhttp.MatcherSets) []string {
 	return hosts
 }
 
+// checkPlace checks where the handler sits in the config being loaded (see
+// checkLayout) and names the place for messages. Outside a server (the
+// doctor's check of one handler, unit tests) there is nothing to check.
+func (a *AuthKit) checkPlace(ctx caddy.Context) (where string, copied bool, err error) {
+	place := layoutOf(ctx)
+	where = a.where(place)
+	if place == nil {
+		return where, false, nil
+	}
+	copied, err = a.checkLayout(place)
+	if observeLayout != nil {
+		observeLayout(a, place, copied, err) // the doctor reports every handler
+		err = nil
+	}
+	return where, copied, err
+}
+
+// observeLayout, when set, hears every handler's layout as it is
+// provisioned, and layout errors do not fail the provisioning: the doctor
+// uses it to report on every handler of a config at once.
+var observeLayout func(a *AuthKit, l *layout, copied bool, err error)
+
 // checkLayout refuses the places a handler cannot work from, naming its
 // site and prefix:
 //

@@ -202,9 +202,10 @@ func (AuthKit) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves the secret, fills defaults and loads the passthrough
-// proxy, whose transport then carries every call to the vendor. It makes no
-// network calls.
+// Provision fills defaults, refuses a place in the config the handler
+// cannot work from (layout.go), resolves the secret and loads the
+// passthrough proxy, whose transport then carries every call to the
+// vendor. It makes no network calls.
 func (a *AuthKit) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	if err := a.setDefaults(); err != nil {
@@ -212,19 +213,9 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	}
 	a.prefixLower = strings.ToLower(a.Prefix)
 	a.identityHeader = headerOfPlaceholder(a.Identity)
-	place := layoutOf(ctx)
-	where := a.where(place)
-	var copied bool
-	if place != nil {
-		var err error
-		copied, err = a.checkLayout(place)
-		if observeLayout != nil {
-			observeLayout(a, place, copied, err) // the doctor reports every handler
-			err = nil
-		}
-		if err != nil {
-			return err
-		}
+	where, copied, err := a.checkPlace(ctx)
+	if err != nil {
+		return err
 	}
 	for _, option := range [][2]string{{"secret", a.Secret}, {"ticket_key", a.TicketKey}} {
 		if err := checkBaked(option[0], option[1]); err != nil {
@@ -350,11 +341,6 @@ func resolveSecret(placeholder string) (string, error) {
 	}
 	return secret, nil
 }
-
-// observeLayout, when set, hears every handler's layout as it is
-// provisioned, and layout errors do not fail the provisioning: the doctor
-// uses it to report on every handler of a config at once.
-var observeLayout func(a *AuthKit, l *layout, copied bool, err error)
 
 // Cleanup releases the caches; Caddy cleans up the guest reverse_proxy, and
 // with it the transport, itself.
