@@ -109,3 +109,39 @@ func TestPrefixIsMatchedAsCaddyMatchesIt(t *testing.T) {
 		t.Fatalf("%d calls reached the vendor without credentials; first: %s %s", len(reqs), reqs[0].Method, reqs[0].Path)
 	}
 }
+
+// TestPassthroughWrittenOtherThanConfiguredIsRefused: passthrough takes its
+// path as the client wrote it (for the confinement check), so a spelling
+// that only Caddy's path cleaning or case folding makes the passthrough
+// route's is refused 400 path_invalid, and nothing is sent.
+func TestPassthroughWrittenOtherThanConfiguredIsRefused(t *testing.T) {
+	g := startGateway(t, nil, "")
+	header := map[string]string{"Authorization": basicAuth("alice"), "X-Pica-Connection-Key": g.alice.Key}
+	for _, target := range []string{
+		"/authkit//passthrough/x",
+		"//authkit/passthrough/x",
+		"/authkit/./passthrough/x",
+		"/x/../authkit/passthrough/x",
+		"/authkit%2Fpassthrough/x",
+	} {
+		res := rawRequestAt(t, appURL, "GET", target, header)
+		if res.StatusCode != http.StatusBadRequest || res.errorCode(t) != "path_invalid" {
+			t.Errorf("GET %s: %d %.200s, want 400 path_invalid", target, res.StatusCode, res.body)
+		}
+	}
+	// BUG: passthroughPath (handler.go) compares {prefix}/passthrough/ with
+	// strings.EqualFold, so a passthrough path written in another case than
+	// configured is proxied instead of refused.
+	for _, target := range []string{"/AUTHKIT/passthrough/x", "/authkit/PASSTHROUGH/x", "/Authkit/Passthrough/x"} {
+		res := rawRequestAt(t, appURL, "GET", target, header)
+		if res.StatusCode != http.StatusBadRequest || res.errorCode(t) != "path_invalid" {
+			t.Errorf("GET %s: %d %.120s, want 400 path_invalid: a passthrough path in another case than the configured prefix was proxied (passthroughPath compares with strings.EqualFold)",
+				target, res.StatusCode, res.body)
+		}
+	}
+	if n := len(requestsTo(g.pica, sandbox.EndpointPassthrough)); n != 0 {
+		t.Errorf("%d passthrough calls written other than as configured reached the vendor", n)
+	}
+	// As configured, the same call goes through.
+	expect(t, rawRequestAt(t, appURL, "GET", "/authkit/passthrough/x", header), 200, "")
+}
