@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -430,5 +432,103 @@ func TestPassthroughChunkedBodyIsChecked(t *testing.T) {
 		if strings.Contains(string(r.Body), "connectionKey") {
 			t.Fatalf("a refused body reached the vendor: %q", r.Body)
 		}
+	}
+}
+
+// vendorSaw is a passthrough call as the vendor received it: its headers,
+// and its trailers once its body was read to the end.
+type vendorSaw struct {
+	header, trailer http.Header
+	body            []byte
+}
+
+// passthroughWatch records what reaches the vendor's passthrough, trailers
+// included (the sandbox records no trailer), then lets the sandbox answer.
+type passthroughWatch struct {
+	mu   sync.Mutex
+	seen []vendorSaw
+}
+
+func (p *passthroughWatch) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/passthrough/") {
+			body, _ := io.ReadAll(r.Body) // to EOF: only then are trailers known
+			p.mu.Lock()
+			p.seen = append(p.seen, vendorSaw{header: r.Header.Clone(), trailer: r.Trailer.Clone(), body: body})
+			p.mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (p *passthroughWatch) calls() []vendorSaw {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.seen)
+}
+
+// TestRequestTrailersNeverReachTheVendor: a chunked passthrough call from
+// alice, with her own key in the header, announces trailers that name bob's
+// key, an action id and a secret of the client's, and sends them after its
+// streamed body. The vendor gets alice's key, the gateway's secret and the
+// body, and no trailer at all; with an actions allow-list, an action id
+// in a trailer neither replaces the checked one nor stands in for a
+// missing one.
+func TestRequestTrailersNeverReachTheVendor(t *testing.T) {
+	watch := new(passthroughWatch)
+	g := startGatewayWith(t, vendorSetup{wrap: watch.wrap}, "")
+	const clientSecret = "sk_test_1_clientSENTthisSECRET"
+	send := func(actionHeader, trailerAction string) response {
+		t.Helper()
+		var head strings.Builder
+		head.WriteString("POST /authkit/passthrough/messages HTTP/1.1\r\nHost: localhost:9080\r\nConnection: close\r\n" +
+			"Authorization: " + basicAuth("alice") + "\r\nX-Pica-Connection-Key: " + g.alice.Key + "\r\n")
+		if actionHeader != "" {
+			head.WriteString("X-Pica-Action-Id: " + actionHeader + "\r\n")
+		}
+		head.WriteString("Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n" +
+			"Trailer: X-Pica-Connection-Key, X-Pica-Action-Id, X-Pica-Secret, X-One-Connection-Key\r\n\r\n")
+		body := "5\r\nhello\r\n6\r\n world\r\n0\r\n" +
+			"X-Pica-Connection-Key: " + g.bob.Key + "\r\nX-One-Connection-Key: " + g.bob.Key + "\r\n" +
+			"X-Pica-Action-Id: " + trailerAction + "\r\nX-Pica-Secret: " + clientSecret + "\r\n\r\n"
+		return rawBytesAt(t, "127.0.0.1:9080", head.String()+body)
+	}
+	check := func(when string, wantAction string) {
+		t.Helper()
+		calls := watch.calls()
+		if len(calls) == 0 {
+			t.Fatalf("%s: nothing reached the vendor", when)
+		}
+		saw := calls[len(calls)-1]
+		if keys := saw.header.Values("X-Pica-Connection-Key"); len(keys) != 1 || keys[0] != g.alice.Key {
+			t.Errorf("%s: the vendor got connection keys %q, want alice's only", when, keys)
+		}
+		if secrets := saw.header.Values("X-Pica-Secret"); len(secrets) != 1 || secrets[0] != testSecret {
+			t.Errorf("%s: the vendor got %d secret values, not the gateway's alone", when, len(secrets))
+		}
+		if actions := saw.header.Values("X-Pica-Action-Id"); wantAction == "" && len(actions) != 0 ||
+			wantAction != "" && (len(actions) != 1 || actions[0] != wantAction) {
+			t.Errorf("%s: the vendor got action ids %q, want %q", when, actions, wantAction)
+		}
+		if len(saw.trailer) != 0 || saw.header.Get("Trailer") != "" || saw.header.Get("X-One-Connection-Key") != "" {
+			t.Errorf("%s: the vendor got trailers %v (Trailer header %q)", when, saw.trailer, saw.header.Get("Trailer"))
+		}
+		if string(saw.body) != "hello world" {
+			t.Errorf("%s: the vendor got the body %q", when, saw.body)
+		}
+	}
+
+	expect(t, send("", "conn_mod_def::evil"), 200, "")
+	check("no allow-list", "")
+
+	g.load("actions conn_mod_def::ok")
+	expect(t, send("conn_mod_def::ok", "conn_mod_def::evil"), 200, "")
+	check("allowed action in the header, another in a trailer", "conn_mod_def::ok")
+	before := len(watch.calls())
+	expect(t, send("", "conn_mod_def::ok"), http.StatusForbidden, "action_not_allowed")
+	expect(t, send("", "conn_mod_def::evil"), http.StatusForbidden, "action_not_allowed")
+	if n := len(watch.calls()); n != before {
+		t.Fatalf("%d calls with an action id in a trailer only reached the vendor", n-before)
 	}
 }
