@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -530,5 +532,122 @@ func TestRequestTrailersNeverReachTheVendor(t *testing.T) {
 	expect(t, send("", "conn_mod_def::evil"), http.StatusForbidden, "action_not_allowed")
 	if n := len(watch.calls()); n != before {
 		t.Fatalf("%d calls with an action id in a trailer only reached the vendor", n-before)
+	}
+}
+
+// TestPassthroughChecksMultipartAndRefusesWideJSONThroughCaddy: through a
+// real Caddy, a multipart/form-data body that names bob's connection key
+// (as a field, as input[connectionKey], inside a JSON part) is 403
+// connection_not_owned, and JSON in UTF-16 or UTF-32 (big or little
+// endian, with or without a byte order mark), which the check cannot read,
+// is 415, whichever key it names and whatever Content-Type it claims.
+// Nothing refused reaches the vendor; alice's own key goes through.
+func TestPassthroughChecksMultipartAndRefusesWideJSONThroughCaddy(t *testing.T) {
+	g := startGateway(t, nil, "")
+	mine, foreign := g.alice.Key, g.bob.Key
+	post := func(body []byte, contentType string) response {
+		t.Helper()
+		header := map[string]string{"X-Pica-Connection-Key": mine}
+		if contentType != "" {
+			header["Content-Type"] = contentType
+		}
+		return g.do(call{method: "POST", url: appURL + "/authkit/passthrough/actions/run", user: "alice", body: body, header: header})
+	}
+	// form builds a multipart/form-data body: fields, then parts with
+	// their own headers.
+	type part struct {
+		header textproto.MIMEHeader
+		body   string
+	}
+	form := func(fields [][2]string, parts ...part) ([]byte, string) {
+		var b bytes.Buffer
+		w := multipart.NewWriter(&b)
+		for _, f := range fields {
+			_ = w.WriteField(f[0], f[1])
+		}
+		for _, p := range parts {
+			pw, _ := w.CreatePart(p.header)
+			_, _ = io.WriteString(pw, p.body)
+		}
+		_ = w.Close()
+		return b.Bytes(), w.FormDataContentType()
+	}
+	jsonPart := func(disposition, body string) part {
+		return part{textproto.MIMEHeader{"Content-Disposition": {disposition}, "Content-Type": {"application/json"}}, body}
+	}
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+	for name, tc := range map[string]struct {
+		fields [][2]string
+		parts  []part
+	}{
+		"a connectionKey field":         {fields: [][2]string{{"to", "x@example.com"}, {"connectionKey", foreign}}},
+		"an input[connectionKey] field": {fields: [][2]string{{"input[connectionKey]", foreign}}},
+		"an input.connectionKey field":  {fields: [][2]string{{"input.connectionKey", foreign}}},
+		"the owner's field and bob's":   {fields: [][2]string{{"connectionKey", mine}, {"input[connectionKey]", foreign}}},
+		"a JSON part": {parts: []part{jsonPart(`form-data; name="payload"`,
+			`{"connectionKey":`+q(foreign)+`}`)}},
+		"a nested JSON part": {parts: []part{jsonPart(`form-data; name="payload"`,
+			`{"input":{"items":[{"connectionKey":`+q(foreign)+`}]}}`)}},
+		"a JSON file part": {fields: [][2]string{{"connectionKey", mine}}, parts: []part{jsonPart(
+			`form-data; name="file"; filename="run.json"`, `{"connectionKey":`+q(foreign)+`}`)}},
+	} {
+		body, contentType := form(tc.fields, tc.parts...)
+		res := post(body, contentType)
+		if res.StatusCode != http.StatusForbidden || res.errorCode(t) != "connection_not_owned" {
+			t.Errorf("multipart with %s: %d %.200s, want 403 connection_not_owned", name, res.StatusCode, res.body)
+		}
+	}
+
+	// wide encodes ASCII text in UTF-16 or UTF-32, either byte order.
+	wide := func(s string, width int, bigEndian bool) []byte {
+		var out []byte
+		for _, c := range []byte(s) {
+			unit := make([]byte, width)
+			if bigEndian {
+				unit[width-1] = c
+			} else {
+				unit[0] = c
+			}
+			out = append(out, unit...)
+		}
+		return out
+	}
+	for _, key := range []string{foreign, mine} {
+		text := `{"connectionKey":` + q(key) + `}`
+		for _, enc := range []struct {
+			name      string
+			width     int
+			bigEndian bool
+			bom       string
+		}{
+			{"UTF-16BE", 2, true, "\xfe\xff"},
+			{"UTF-16LE", 2, false, "\xff\xfe"},
+			{"UTF-32BE", 4, true, "\x00\x00\xfe\xff"},
+			{"UTF-32LE", 4, false, "\xff\xfe\x00\x00"},
+		} {
+			for _, bom := range []string{"", enc.bom} {
+				for _, contentType := range []string{"application/json", "text/plain", ""} {
+					body := append([]byte(bom), wide(text, enc.width, enc.bigEndian)...)
+					res := post(body, contentType)
+					if res.StatusCode != http.StatusUnsupportedMediaType || res.errorCode(t) != "body_encoding_unsupported" {
+						t.Errorf("%s JSON (BOM %v, Content-Type %q) naming %s's key: %d %.200s, want 415",
+							enc.name, bom != "", contentType, map[bool]string{true: "bob", false: "alice"}[key == foreign], res.StatusCode, res.body)
+					}
+				}
+			}
+		}
+	}
+	if n := len(requestsTo(g.pica, sandbox.EndpointPassthrough)); n != 0 {
+		t.Fatalf("%d refused bodies reached the vendor", n)
+	}
+
+	// The owner's own key, in a field and in a JSON part, goes through as sent.
+	body, contentType := form([][2]string{{"connectionKey", mine}, {"note", "hi"}},
+		jsonPart(`form-data; name="payload"`, `{"input":{"connectionKey":`+q(mine)+`}}`))
+	res := post(body, contentType)
+	expect(t, res, 200, "")
+	if e := res.echo(t); e.BodySha256 != sha(body) {
+		t.Fatal("the owner's multipart body changed on the way")
 	}
 }
