@@ -446,3 +446,58 @@ func TestIdenticalTokenRequestsShareOneCall(t *testing.T) {
 		t.Fatalf("10 concurrent tokens for one user made %d page calls", n)
 	}
 }
+
+// TestTokenPageThatIsNotJSONIs502NeverRelayedNorKept: a vendor 200 whose
+// rows array is not valid JSON ({"rows":[1,]}) fails the token with 502
+// vendor_bad_response, whether it is the only page, one page of a merged
+// token, or the page the widget asked for with page and limit; the bad
+// text is never relayed, and once the vendor answers well the next token
+// is whole (nothing bad was kept).
+func TestTokenPageThatIsNotJSONIs502NeverRelayedNorKept(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("")
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			page := r.URL.Query().Get("page")
+			var bad string
+			switch m := mode.Load().(string); {
+			case r.URL.Path != "/v1/authkit" || m == "":
+			case m == "single", m == "paged":
+				bad = `{"rows":[1,]}`
+			case m == "merged" && page == "2":
+				bad = `{"rows":[1,],"page":2,"pages":3,"total":250,"requestId":2}`
+			}
+			if bad == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, bad)
+		})
+	}
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 250})
+	g := startGatewayWith(t, vendorSetup{pica: pica, wrap: wrap}, "")
+	for _, tc := range []struct {
+		mode, path string
+		rows       int
+	}{
+		{"single", "/authkit/token", 250},
+		{"merged", "/authkit/token", 250},
+		{"paged", "/authkit/token?page=1&limit=10", 10},
+	} {
+		mode.Store(tc.mode)
+		res := g.as("alice", "POST", tc.path, nil)
+		if res.StatusCode != http.StatusBadGateway || res.errorCode(t) != "vendor_bad_response" {
+			t.Errorf("%s: %d %.200s, want 502 vendor_bad_response", tc.mode, res.StatusCode, res.body)
+		}
+		if bytes.Contains(res.body, []byte("[1,")) {
+			t.Errorf("%s: the vendor's broken rows were relayed: %s", tc.mode, res.body)
+		}
+		mode.Store("")
+		res = g.as("alice", "POST", tc.path, nil)
+		expect(t, res, 200, "")
+		if rows, _ := res.json(t)["rows"].([]any); len(rows) != tc.rows {
+			t.Errorf("%s: the next token has %d rows, want %d", tc.mode, len(rows), tc.rows)
+		}
+	}
+}
