@@ -1,6 +1,7 @@
 package caddyauthkit
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -122,6 +123,69 @@ func TestValidNameAcceptsOnlyPlainNames(t *testing.T) {
 	for _, bad := range []string{"", "`", "{", "@", "[", "/", ":", "a&b", "a=b", "a b", "é", strings.Repeat("x", 65)} {
 		if validName(bad) {
 			t.Fatalf("%q accepted", bad)
+		}
+	}
+}
+
+// TestExposeKeysOffDropsEveryFieldNamedLikeAKey: with expose_keys off, a
+// vendor whose rows carry keys under any name (key, Key, connectionKey,
+// secretKey, meta.apiKey, deeper in arrays, any case) gives the browser
+// none of them; the caller's rows and their other fields stay.
+func TestExposeKeysOffDropsEveryFieldNamedLikeAKey(t *testing.T) {
+	row := func(id string, fields string) string {
+		return `{"id":"` + id + `","identity":"alice","identityType":"user","platform":"gmail","name":"kept-` + id + `",` + fields + `}`
+	}
+	rows := []string{
+		row("c1", `"key":"test::gmail::default::k1|alice"`),
+		row("c2", `"Key":"SECRET-VALUE-2"`),
+		row("c3", `"connectionKey":"SECRET-VALUE-3"`),
+		row("c4", `"secretKey":"SECRET-VALUE-4"`),
+		row("c5", `"meta":{"apiKey":"SECRET-VALUE-5","label":"kept-label"}`),
+		row("c6", `"meta":{"nested":[{"KEY":"SECRET-VALUE-6","x_api_key":"SECRET-VALUE-7"}]},"PublicKEY":"SECRET-VALUE-8"`),
+		row("c7", `"keys":["kept-keys"],"monkey":{"secretKey":"SECRET-VALUE-9"}`),
+	}
+	vault := `{"rows":[` + strings.Join(rows, ",") + `],"total":7,"pages":1,"page":1}`
+	keyed := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && r.URL.Path == "/v1/vault/connections" {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, vault)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	g := startGatewayWith(t, vendorSetup{wrap: keyed}, "expose_keys off")
+	res := g.as("alice", "GET", "/authkit/connections", nil)
+	expect(t, res, 200, "")
+	if strings.Contains(string(res.body), "SECRET-VALUE") || strings.Contains(string(res.body), "test::gmail") {
+		t.Fatalf("a key value reached the browser: %s", res.body)
+	}
+	var walk func(v any, path string)
+	walk = func(v any, path string) {
+		switch v := v.(type) {
+		case map[string]any:
+			for name, member := range v {
+				if strings.HasSuffix(strings.ToLower(name), "key") {
+					t.Errorf("field %s%s survived expose_keys off", path, name)
+				}
+				walk(member, path+name+".")
+			}
+		case []any:
+			for _, member := range v {
+				walk(member, path)
+			}
+		}
+	}
+	body := res.json(t)
+	walk(body, "")
+	got, _ := body["rows"].([]any)
+	if len(got) != len(rows) {
+		t.Fatalf("%d rows of alice's %d: %s", len(got), len(rows), res.body)
+	}
+	for _, kept := range []string{`"kept-c1"`, `"kept-c7"`, `"kept-label"`, `"kept-keys"`} {
+		if !strings.Contains(string(res.body), kept) {
+			t.Fatalf("%s, not a key, was dropped: %s", kept, res.body)
 		}
 	}
 }

@@ -661,3 +661,50 @@ func logged(lines []map[string]any, msg string) []map[string]any {
 	}
 	return out
 }
+
+// config is the test config with options in every authkit block, as
+// g.load would load it; tests edit it for layouts of their own.
+func (g *gateway) config(options string) string {
+	return fmt.Sprintf(gatewayConfig, logFile, aliceHash, bobHash, g.picaURL, options)
+}
+
+// rawRequestAt sends target to site (appURL, headerURL or ticketURL)
+// exactly as written, which no URL parser would, on a connection of its
+// own, and returns the answer with its body read.
+func rawRequestAt(t *testing.T, site, method, target string, header map[string]string) response {
+	t.Helper()
+	host := strings.TrimPrefix(site, "http://")
+	_, port, _ := strings.Cut(host, ":")
+	var b strings.Builder
+	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n")
+	for k, v := range header {
+		b.WriteString(k + ": " + v + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return rawBytesAt(t, "127.0.0.1:"+port, b.String())
+}
+
+// rawBytesAt writes raw, a whole request as bytes, to addr and returns
+// the one answer, its body read.
+func rawBytesAt(t *testing.T, addr, raw string) response {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second)) // a failure guard
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("%.80q: %v", raw, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%.80q: reading the answer: %v", raw, err)
+	}
+	return response{res, body}
+}

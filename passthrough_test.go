@@ -9,10 +9,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -430,5 +434,220 @@ func TestPassthroughChunkedBodyIsChecked(t *testing.T) {
 		if strings.Contains(string(r.Body), "connectionKey") {
 			t.Fatalf("a refused body reached the vendor: %q", r.Body)
 		}
+	}
+}
+
+// vendorSaw is a passthrough call as the vendor received it: its headers,
+// and its trailers once its body was read to the end.
+type vendorSaw struct {
+	header, trailer http.Header
+	body            []byte
+}
+
+// passthroughWatch records what reaches the vendor's passthrough, trailers
+// included (the sandbox records no trailer), then lets the sandbox answer.
+type passthroughWatch struct {
+	mu   sync.Mutex
+	seen []vendorSaw
+}
+
+func (p *passthroughWatch) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/passthrough/") {
+			body, _ := io.ReadAll(r.Body) // to EOF: only then are trailers known
+			p.mu.Lock()
+			p.seen = append(p.seen, vendorSaw{header: r.Header.Clone(), trailer: r.Trailer.Clone(), body: body})
+			p.mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (p *passthroughWatch) calls() []vendorSaw {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.seen)
+}
+
+// TestRequestTrailersNeverReachTheVendor: a chunked passthrough call from
+// alice, with her own key in the header, announces trailers that name bob's
+// key, an action id and a secret of the client's, and sends them after its
+// streamed body. The vendor gets alice's key, the gateway's secret and the
+// body, and no trailer at all; with an actions allow-list, an action id
+// in a trailer neither replaces the checked one nor stands in for a
+// missing one.
+func TestRequestTrailersNeverReachTheVendor(t *testing.T) {
+	watch := new(passthroughWatch)
+	g := startGatewayWith(t, vendorSetup{wrap: watch.wrap}, "")
+	const clientSecret = "sk_test_1_clientSENTthisSECRET"
+	send := func(actionHeader, trailerAction string) response {
+		t.Helper()
+		var head strings.Builder
+		head.WriteString("POST /authkit/passthrough/messages HTTP/1.1\r\nHost: localhost:9080\r\nConnection: close\r\n" +
+			"Authorization: " + basicAuth("alice") + "\r\nX-Pica-Connection-Key: " + g.alice.Key + "\r\n")
+		if actionHeader != "" {
+			head.WriteString("X-Pica-Action-Id: " + actionHeader + "\r\n")
+		}
+		head.WriteString("Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n" +
+			"Trailer: X-Pica-Connection-Key, X-Pica-Action-Id, X-Pica-Secret, X-One-Connection-Key\r\n\r\n")
+		body := "5\r\nhello\r\n6\r\n world\r\n0\r\n" +
+			"X-Pica-Connection-Key: " + g.bob.Key + "\r\nX-One-Connection-Key: " + g.bob.Key + "\r\n" +
+			"X-Pica-Action-Id: " + trailerAction + "\r\nX-Pica-Secret: " + clientSecret + "\r\n\r\n"
+		return rawBytesAt(t, "127.0.0.1:9080", head.String()+body)
+	}
+	check := func(when string, wantAction string) {
+		t.Helper()
+		calls := watch.calls()
+		if len(calls) == 0 {
+			t.Fatalf("%s: nothing reached the vendor", when)
+		}
+		saw := calls[len(calls)-1]
+		if keys := saw.header.Values("X-Pica-Connection-Key"); len(keys) != 1 || keys[0] != g.alice.Key {
+			t.Errorf("%s: the vendor got connection keys %q, want alice's only", when, keys)
+		}
+		if secrets := saw.header.Values("X-Pica-Secret"); len(secrets) != 1 || secrets[0] != testSecret {
+			t.Errorf("%s: the vendor got %d secret values, not the gateway's alone", when, len(secrets))
+		}
+		if actions := saw.header.Values("X-Pica-Action-Id"); wantAction == "" && len(actions) != 0 ||
+			wantAction != "" && (len(actions) != 1 || actions[0] != wantAction) {
+			t.Errorf("%s: the vendor got action ids %q, want %q", when, actions, wantAction)
+		}
+		if len(saw.trailer) != 0 || saw.header.Get("Trailer") != "" || saw.header.Get("X-One-Connection-Key") != "" {
+			t.Errorf("%s: the vendor got trailers %v (Trailer header %q)", when, saw.trailer, saw.header.Get("Trailer"))
+		}
+		if string(saw.body) != "hello world" {
+			t.Errorf("%s: the vendor got the body %q", when, saw.body)
+		}
+	}
+
+	expect(t, send("", "conn_mod_def::evil"), 200, "")
+	check("no allow-list", "")
+
+	g.load("actions conn_mod_def::ok")
+	expect(t, send("conn_mod_def::ok", "conn_mod_def::evil"), 200, "")
+	check("allowed action in the header, another in a trailer", "conn_mod_def::ok")
+	before := len(watch.calls())
+	expect(t, send("", "conn_mod_def::ok"), http.StatusForbidden, "action_not_allowed")
+	expect(t, send("", "conn_mod_def::evil"), http.StatusForbidden, "action_not_allowed")
+	if n := len(watch.calls()); n != before {
+		t.Fatalf("%d calls with an action id in a trailer only reached the vendor", n-before)
+	}
+}
+
+// TestPassthroughChecksMultipartAndRefusesWideJSONThroughCaddy: through a
+// real Caddy, a multipart/form-data body that names bob's connection key
+// (as a field, as input[connectionKey], inside a JSON part) is 403
+// connection_not_owned, and JSON in UTF-16 or UTF-32 (big or little
+// endian, with or without a byte order mark), which the check cannot read,
+// is 415, whichever key it names and whatever Content-Type it claims.
+// Nothing refused reaches the vendor; alice's own key goes through.
+func TestPassthroughChecksMultipartAndRefusesWideJSONThroughCaddy(t *testing.T) {
+	g := startGateway(t, nil, "")
+	mine, foreign := g.alice.Key, g.bob.Key
+	post := func(body []byte, contentType string) response {
+		t.Helper()
+		header := map[string]string{"X-Pica-Connection-Key": mine}
+		if contentType != "" {
+			header["Content-Type"] = contentType
+		}
+		return g.do(call{method: "POST", url: appURL + "/authkit/passthrough/actions/run", user: "alice", body: body, header: header})
+	}
+	// form builds a multipart/form-data body: fields, then parts with
+	// their own headers.
+	type part struct {
+		header textproto.MIMEHeader
+		body   string
+	}
+	form := func(fields [][2]string, parts ...part) ([]byte, string) {
+		var b bytes.Buffer
+		w := multipart.NewWriter(&b)
+		for _, f := range fields {
+			_ = w.WriteField(f[0], f[1])
+		}
+		for _, p := range parts {
+			pw, _ := w.CreatePart(p.header)
+			_, _ = io.WriteString(pw, p.body)
+		}
+		_ = w.Close()
+		return b.Bytes(), w.FormDataContentType()
+	}
+	jsonPart := func(disposition, body string) part {
+		return part{textproto.MIMEHeader{"Content-Disposition": {disposition}, "Content-Type": {"application/json"}}, body}
+	}
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+	for name, tc := range map[string]struct {
+		fields [][2]string
+		parts  []part
+	}{
+		"a connectionKey field":         {fields: [][2]string{{"to", "x@example.com"}, {"connectionKey", foreign}}},
+		"an input[connectionKey] field": {fields: [][2]string{{"input[connectionKey]", foreign}}},
+		"an input.connectionKey field":  {fields: [][2]string{{"input.connectionKey", foreign}}},
+		"the owner's field and bob's":   {fields: [][2]string{{"connectionKey", mine}, {"input[connectionKey]", foreign}}},
+		"a JSON part": {parts: []part{jsonPart(`form-data; name="payload"`,
+			`{"connectionKey":`+q(foreign)+`}`)}},
+		"a nested JSON part": {parts: []part{jsonPart(`form-data; name="payload"`,
+			`{"input":{"items":[{"connectionKey":`+q(foreign)+`}]}}`)}},
+		"a JSON file part": {fields: [][2]string{{"connectionKey", mine}}, parts: []part{jsonPart(
+			`form-data; name="file"; filename="run.json"`, `{"connectionKey":`+q(foreign)+`}`)}},
+	} {
+		body, contentType := form(tc.fields, tc.parts...)
+		res := post(body, contentType)
+		if res.StatusCode != http.StatusForbidden || res.errorCode(t) != "connection_not_owned" {
+			t.Errorf("multipart with %s: %d %.200s, want 403 connection_not_owned", name, res.StatusCode, res.body)
+		}
+	}
+
+	// wide encodes ASCII text in UTF-16 or UTF-32, either byte order.
+	wide := func(s string, width int, bigEndian bool) []byte {
+		var out []byte
+		for _, c := range []byte(s) {
+			unit := make([]byte, width)
+			if bigEndian {
+				unit[width-1] = c
+			} else {
+				unit[0] = c
+			}
+			out = append(out, unit...)
+		}
+		return out
+	}
+	for _, key := range []string{foreign, mine} {
+		text := `{"connectionKey":` + q(key) + `}`
+		for _, enc := range []struct {
+			name      string
+			width     int
+			bigEndian bool
+			bom       string
+		}{
+			{"UTF-16BE", 2, true, "\xfe\xff"},
+			{"UTF-16LE", 2, false, "\xff\xfe"},
+			{"UTF-32BE", 4, true, "\x00\x00\xfe\xff"},
+			{"UTF-32LE", 4, false, "\xff\xfe\x00\x00"},
+		} {
+			for _, bom := range []string{"", enc.bom} {
+				for _, contentType := range []string{"application/json", "text/plain", ""} {
+					body := append([]byte(bom), wide(text, enc.width, enc.bigEndian)...)
+					res := post(body, contentType)
+					if res.StatusCode != http.StatusUnsupportedMediaType || res.errorCode(t) != "body_encoding_unsupported" {
+						t.Errorf("%s JSON (BOM %v, Content-Type %q) naming %s's key: %d %.200s, want 415",
+							enc.name, bom != "", contentType, map[bool]string{true: "bob", false: "alice"}[key == foreign], res.StatusCode, res.body)
+					}
+				}
+			}
+		}
+	}
+	if n := len(requestsTo(g.pica, sandbox.EndpointPassthrough)); n != 0 {
+		t.Fatalf("%d refused bodies reached the vendor", n)
+	}
+
+	// The owner's own key, in a field and in a JSON part, goes through as sent.
+	body, contentType := form([][2]string{{"connectionKey", mine}, {"note", "hi"}},
+		jsonPart(`form-data; name="payload"`, `{"input":{"connectionKey":`+q(mine)+`}}`))
+	res := post(body, contentType)
+	expect(t, res, 200, "")
+	if e := res.echo(t); e.BodySha256 != sha(body) {
+		t.Fatal("the owner's multipart body changed on the way")
 	}
 }

@@ -2,7 +2,9 @@ package caddyauthkit
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -141,4 +143,123 @@ func TestTicketsScaleOutBehindALoadBalancer(t *testing.T) {
 	mintAndRedeem("after a reload of the first")
 	b.reload(vendor.URL, "ticket_ttl 3m")
 	mintAndRedeem("after a reload of the second")
+}
+
+// basicAuth is the Authorization value of a basic_auth user whose password
+// is its name.
+func basicAuth(user string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+user))
+}
+
+// TestTokenRouteTakesATicketNotAnIdentityTheClientSends: the token route is
+// the one the site's auth layer lets through, so whatever names a caller
+// there came from the client: identity headers, or a real user's basic-auth
+// credential that no auth layer checked. Without a ticket each gets 401
+// ticket_required that the vendor's iframe can read (CORS headers), and the
+// vendor is never asked; also on a site whose identity is a header. With a
+// valid ticket the token is the ticket's caller's, whatever else is sent.
+func TestTokenRouteTakesATicketNotAnIdentityTheClientSends(t *testing.T) {
+	g := startGateway(t, nil, "")
+	// The header site as a trusted proxy's set-up with ticket_only left on
+	// (its default): its identity is X-Auth-User everywhere but the token route.
+	config := g.config("")
+	headerSiteTicketOnly := strings.Replace(config, "identity_type {http.request.header.X-Auth-Type}\n\t\tticket_only off\n",
+		"identity_type {http.request.header.X-Auth-Type}\n", 1)
+	if headerSiteTicketOnly == config {
+		t.Fatal("the header site's ticket_only line was not found in the test config")
+	}
+	g.loadConfig(headerSiteTicketOnly)
+	g.pica.ResetRequests()
+
+	const origin = "https://authkit.picaos.com"
+	spoofs := map[string]map[string]string{
+		"no credential":            {},
+		"Remote-User":              {"Remote-User": "bob"},
+		"X-Auth-User":              {"X-Auth-User": "bob", "X-Auth-Type": "user"},
+		"X-Forwarded-User":         {"X-Forwarded-User": "bob"},
+		"X-Remote-User":            {"X-Remote-User": "bob"},
+		"X-Auth-Request-User":      {"X-Auth-Request-User": "bob"},
+		"a real user's basic auth": {"Authorization": basicAuth("bob")},
+		"basic auth and identity headers": {"Authorization": basicAuth("bob"), "Remote-User": "bob",
+			"X-Auth-User": "bob", "X-Auth-Type": "user"},
+	}
+	for _, site := range []string{ticketURL, headerURL} {
+		for name, spoof := range spoofs {
+			header := map[string]string{"Origin": origin, "Content-Type": "application/json"}
+			for k, v := range spoof {
+				header[k] = v
+			}
+			res := g.do(call{method: "POST", url: site + "/authkit/token", header: header,
+				body: []byte(`{"identity":"bob","identityType":"user"}`)})
+			if res.StatusCode != http.StatusUnauthorized || res.errorCode(t) != "ticket_required" {
+				t.Errorf("%s, %s: %d %.300s, want 401 ticket_required", site, name, res.StatusCode, res.body)
+				continue
+			}
+			if got := res.Header.Get("Access-Control-Allow-Origin"); got != origin {
+				t.Errorf("%s, %s: the 401 has Access-Control-Allow-Origin %q, want %q: the iframe cannot read it", site, name, got, origin)
+			}
+		}
+	}
+	if reqs := g.pica.Requests(); len(reqs) != 0 {
+		t.Fatalf("the vendor was asked %d times by token calls without a ticket; first: %s %s %s",
+			len(reqs), reqs[0].Method, reqs[0].Path, reqs[0].Body)
+	}
+	// The header site still takes its header on the other routes.
+	expect(t, g.do(call{method: "GET", url: headerURL + "/authkit/connections",
+		header: map[string]string{"X-Auth-User": "bob", "X-Auth-Type": "user"}}), 200, "")
+
+	// A valid ticket works, and it alone names the caller.
+	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"}).json(t)["ticket"].(string)
+	g.pica.ResetRequests()
+	for _, site := range []string{ticketURL, headerURL} {
+		res := g.do(call{method: "POST", url: site + "/authkit/token", header: map[string]string{
+			ticketHeader: ticket, "Origin": origin, "Authorization": basicAuth("bob"),
+			"Remote-User": "bob", "X-Auth-User": "bob", "X-Auth-Type": "user"}})
+		expect(t, res, 200, "")
+		if res.Header.Get("Access-Control-Allow-Origin") != origin {
+			t.Fatalf("%s: the token by ticket has no CORS headers", site)
+		}
+		if _, ok := res.json(t)["rows"].([]any); !ok {
+			t.Fatalf("%s: no token rows in %s", site, res.body)
+		}
+	}
+	reqs := requestsTo(g.pica, sandbox.EndpointToken)
+	if len(reqs) == 0 {
+		t.Fatal("the tokens by ticket did not reach the vendor")
+	}
+	for _, r := range reqs {
+		if !bytes.Contains(r.Body, []byte(`"identity":"alice"`)) {
+			t.Fatalf("a token by alice's ticket was asked for %s", r.Body)
+		}
+	}
+}
+
+// TestTicketOnlyOffTakesThePlaceholderIdentity: the legacy set-up, with
+// basic_auth over every route and ticket_only off, gets the token of the
+// signed-in user with no ticket; the auth layer still refuses a caller
+// without credentials, and a header site names its caller by the header.
+func TestTicketOnlyOffTakesThePlaceholderIdentity(t *testing.T) {
+	g := startGateway(t, nil, "")
+	res := g.as("alice", "POST", "/authkit/token", map[string]string{"Origin": "http://app.test"})
+	expect(t, res, 200, "")
+	if _, ok := res.json(t)["rows"].([]any); !ok || res.Header.Get("Access-Control-Allow-Origin") != "http://app.test" {
+		t.Fatalf("legacy token: %s, origin %q", res.body, res.Header.Get("Access-Control-Allow-Origin"))
+	}
+	expect(t, g.do(call{method: "POST", url: headerURL + "/authkit/token",
+		header: map[string]string{"X-Auth-User": "carol", "X-Auth-Type": "team"}}), 200, "")
+	reqs := requestsTo(g.pica, sandbox.EndpointToken)
+	if len(reqs) != 2 || !bytes.Contains(reqs[0].Body, []byte(`"identity":"alice","identityType":"user"`)) ||
+		!bytes.Contains(reqs[1].Body, []byte(`"identity":"carol","identityType":"team"`)) {
+		t.Fatalf("the legacy tokens were asked for %q", reqs)
+	}
+
+	// Without credentials basic_auth answers, not authkit, and nothing is asked.
+	g.pica.ResetRequests()
+	res = g.do(call{method: "POST", url: appURL + "/authkit/token"})
+	if res.StatusCode != http.StatusUnauthorized || res.Header.Get("Www-Authenticate") == "" {
+		t.Fatalf("no credentials on the legacy site: %d %s, want basic_auth's 401", res.StatusCode, res.body)
+	}
+	if n := len(g.pica.Requests()); n != 0 {
+		t.Fatalf("%d vendor calls for a caller without credentials", n)
+	}
 }

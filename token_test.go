@@ -2,10 +2,12 @@ package caddyauthkit
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -444,5 +446,124 @@ func TestIdenticalTokenRequestsShareOneCall(t *testing.T) {
 	}
 	if n := pica.Count(sandbox.EndpointToken); n > 2 {
 		t.Fatalf("10 concurrent tokens for one user made %d page calls", n)
+	}
+}
+
+// TestTokenPageThatIsNotJSONIs502NeverRelayedNorKept: a vendor 200 whose
+// rows array is not valid JSON ({"rows":[1,]}) fails the token with 502
+// vendor_bad_response, whether it is the only page, one page of a merged
+// token, or the page the widget asked for with page and limit; the bad
+// text is never relayed, and once the vendor answers well the next token
+// is whole (nothing bad was kept).
+func TestTokenPageThatIsNotJSONIs502NeverRelayedNorKept(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("")
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			page := r.URL.Query().Get("page")
+			var bad string
+			switch m := mode.Load().(string); {
+			case r.URL.Path != "/v1/authkit" || m == "":
+			case m == "single", m == "paged":
+				bad = `{"rows":[1,]}`
+			case m == "merged" && page == "2":
+				bad = `{"rows":[1,],"page":2,"pages":3,"total":250,"requestId":2}`
+			}
+			if bad == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, bad)
+		})
+	}
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 250})
+	g := startGatewayWith(t, vendorSetup{pica: pica, wrap: wrap}, "")
+	for _, tc := range []struct {
+		mode, path string
+		rows       int
+	}{
+		{"single", "/authkit/token", 250},
+		{"merged", "/authkit/token", 250},
+		{"paged", "/authkit/token?page=1&limit=10", 10},
+	} {
+		mode.Store(tc.mode)
+		res := g.as("alice", "POST", tc.path, nil)
+		if res.StatusCode != http.StatusBadGateway || res.errorCode(t) != "vendor_bad_response" {
+			t.Errorf("%s: %d %.200s, want 502 vendor_bad_response", tc.mode, res.StatusCode, res.body)
+		}
+		if bytes.Contains(res.body, []byte("[1,")) {
+			t.Errorf("%s: the vendor's broken rows were relayed: %s", tc.mode, res.body)
+		}
+		mode.Store("")
+		res = g.as("alice", "POST", tc.path, nil)
+		expect(t, res, 200, "")
+		if rows, _ := res.json(t)["rows"].([]any); len(rows) != tc.rows {
+			t.Errorf("%s: the next token has %d rows, want %d", tc.mode, len(rows), tc.rows)
+		}
+	}
+}
+
+// TestSiteEncodeCompressesTheToken: authkit orders itself after encode, so
+// a site's `encode gzip` compresses its answers: a large token (250
+// connectors) comes gzip-compressed to a client that accepts gzip and
+// decompresses to the same JSON as the plain answer; preflight still works.
+func TestSiteEncodeCompressesTheToken(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 250})
+	g := startGateway(t, pica, "")
+	config := g.config("")
+	withEncode := strings.Replace(config, "http://localhost:9080 {\n\tlog\n", "http://localhost:9080 {\n\tlog\n\tencode gzip\n", 1)
+	if withEncode == config {
+		t.Fatal("the basic_auth site was not found in the test config")
+	}
+	g.loadConfig(withEncode)
+
+	token := func(acceptEncoding string) (map[string]any, response) {
+		t.Helper()
+		res := g.as("alice", "POST", "/authkit/token", map[string]string{"Accept-Encoding": acceptEncoding, "Origin": "http://app.test"})
+		expect(t, res, 200, "")
+		body := res.body
+		if res.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(res.body))
+			if err != nil {
+				t.Fatalf("not gzip: %v", err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("broken gzip: %v", err)
+			}
+		}
+		var v map[string]any
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatalf("the token is not JSON: %v", err)
+		}
+		delete(v, "requestId") // the vendor numbers each token
+		return v, res
+	}
+	plain, plainRes := token("identity")
+	if ce := plainRes.Header.Get("Content-Encoding"); ce != "" {
+		t.Fatalf("Content-Encoding %q for a client that accepts none", ce)
+	}
+	if rows := plain["rows"].([]any); len(rows) != 250 || len(plainRes.body) < 32<<10 {
+		t.Fatalf("the token has %d rows in %d bytes: not the large token the test needs", len(rows), len(plainRes.body))
+	}
+	zipped, zippedRes := token("gzip")
+	if ce := zippedRes.Header.Get("Content-Encoding"); ce != "gzip" {
+		t.Fatalf("Content-Encoding %q, want gzip: the site's encode did not compress the token", ce)
+	}
+	if len(zippedRes.body)*4 > len(plainRes.body) {
+		t.Fatalf("compressed to %d of %d bytes", len(zippedRes.body), len(plainRes.body))
+	}
+	if !reflect.DeepEqual(plain, zipped) {
+		t.Fatal("the compressed token decompresses to another JSON than the plain one")
+	}
+	if zippedRes.Header.Get("Access-Control-Allow-Origin") != "http://app.test" {
+		t.Fatal("the compressed token lost its CORS headers")
+	}
+
+	res := g.do(call{method: "OPTIONS", url: appURL + "/authkit/token", header: map[string]string{
+		"Origin": "http://app.test", "Access-Control-Request-Method": "POST", "Accept-Encoding": "gzip"}})
+	if res.StatusCode != http.StatusNoContent || res.Header.Get("Access-Control-Allow-Origin") != "http://app.test" ||
+		res.Header.Get("Access-Control-Allow-Methods") == "" {
+		t.Fatalf("preflight under encode: %d %v", res.StatusCode, res.Header)
 	}
 }
