@@ -159,7 +159,7 @@ func (a *AuthKit) routeOf(r *http.Request) (rt *route, arg string, under bool) {
 func (a *AuthKit) passthroughPath(r *http.Request) string {
 	escaped := r.URL.EscapedPath()
 	base := a.Prefix + "/passthrough/"
-	if len(escaped) <= len(base) || !strings.EqualFold(escaped[:len(base)], base) {
+	if !strings.HasPrefix(escaped, base) || len(escaped) == len(base) {
 		return ""
 	}
 	return escaped[len(base):]
