@@ -80,7 +80,9 @@ func main() {
 	var sandboxSites, pluginSites, sdkPorts []string
 	for _, p := range pages {
 		sandboxSites = append(sandboxSites, fmt.Sprintf("http://127.0.0.1:%d {\n\tpica_sandbox {\n\t\tsecret %s\n\t\tconnectors %d\n\t\tlatency %s\n\t}\n}\n", 19100+p, secret, p*100, *latency))
-		pluginSites = append(pluginSites, authkitSite(19200+p, 19100+p, ""))
+		// The SDK's server takes the identity it is given, as the token
+		// route does with ticket_only off (tickets are timed on their own).
+		pluginSites = append(pluginSites, authkitSite(19200+p, 19100+p, "ticket_only off"))
 		sdkPorts = append(sdkPorts, fmt.Sprintf("%d=http://127.0.0.1:%d", 19400+p, 19100+p))
 	}
 	global := "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n"
@@ -125,41 +127,41 @@ func main() {
 		a, b := token(19200+p), token(19400+p)
 		warm(a)
 		warm(b)
-		ra, rb := compare(func() result { return sequential(a, *samples) }, func() result { return sequential(b, *samples) }, plugin, sdk)
-		report = append(report, row{fmt.Sprintf("token p50, %d page(s), 1 caller", p), "Node SDK", ra, rb, "p50"})
+		report = append(report, compare(fmt.Sprintf("token p50, %d page(s), 1 caller", p), "Node SDK", "p50",
+			func() result { return sequential(a, *samples) }, func() result { return sequential(b, *samples) }, plugin, sdk))
 	}
 	if want("token") {
 		// 200 callers, 200 identities: no two requests can share Pica calls.
 		a, b := token(19203), token(19403)
 		a.header["X-User"], b.header["X-User"] = "user-%d", "user-%d"
-		ra, rb := compare(func() result { return concurrent(a, 200, *duration) }, func() result { return concurrent(b, 200, *duration) }, plugin, sdk)
-		report = append(report, row{"token, 3 pages, 200 callers", "Node SDK", ra, rb, "cpu"})
+		report = append(report, compare("token, 3 pages, 200 callers", "Node SDK", "cpu",
+			func() result { return concurrent(a, 200, *duration) }, func() result { return concurrent(b, 200, *duration) }, plugin, sdk))
 	}
 
 	if want("passthrough") {
 		pass := target{method: "GET", url: "http://127.0.0.1:19200/authkit/passthrough/users/me", header: map[string]string{"X-User": "bench-user", "X-Pica-Connection-Key": key}}
 		base := target{method: "GET", url: "http://127.0.0.1:19300/v1/passthrough/users/me", header: map[string]string{"X-Pica-Connection-Key": key}}
 		warm(pass)
-		ra, rb := compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(base, 64, *duration) }, plugin, bare)
-		report = append(report, row{"passthrough, 64 callers", "bare reverse_proxy", ra, rb, "rps"})
+		report = append(report, compare("passthrough, 64 callers", "bare reverse_proxy", "rps",
+			func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(base, 64, *duration) }, plugin, bare))
 
 		quiet := pass
 		quiet.url = strings.Replace(pass.url, ":19200/", ":19250/", 1)
 		warm(quiet)
-		ra, rb = compare(func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(quiet, 64, *duration) }, plugin, plugin)
-		report = append(report, row{"passthrough audit on, 64 callers", "audit off", ra, rb, "rps"})
+		report = append(report, compare("passthrough audit on, 64 callers", "audit off", "rps",
+			func() result { return concurrent(pass, 64, *duration) }, func() result { return concurrent(quiet, 64, *duration) }, plugin, plugin))
 
 		keyless := target{method: "GET", url: pass.url, header: map[string]string{"X-User": "bench-user", "X-AuthKit-Connection": "gmail"}}
 		warm(keyless)
-		ra, rb = compare(func() result { return concurrent(keyless, 64, *duration) }, func() result { return concurrent(pass, 64, *duration) }, plugin, plugin)
-		report = append(report, row{"passthrough keyless (cached), 64 callers", "key header", ra, rb, "rps"})
+		report = append(report, compare("passthrough keyless (cached), 64 callers", "key header", "rps",
+			func() result { return concurrent(keyless, 64, *duration) }, func() result { return concurrent(pass, 64, *duration) }, plugin, plugin))
 	}
 
 	if want("preflight") {
 		pre := target{method: "OPTIONS", url: "http://127.0.0.1:19200/authkit/token", header: map[string]string{"Origin": "https://authkit.picaos.com", "Access-Control-Request-Method": "POST"}}
 		resp := target{method: "OPTIONS", url: "http://127.0.0.1:19301/authkit/token", header: pre.header}
-		ra, rb := compare(func() result { return concurrent(pre, 64, *duration) }, func() result { return concurrent(resp, 64, *duration) }, plugin, bare)
-		report = append(report, row{"preflight, 64 callers", "respond 204", ra, rb, "rps"})
+		report = append(report, compare("preflight, 64 callers", "respond 204", "rps",
+			func() result { return concurrent(pre, 64, *duration) }, func() result { return concurrent(resp, 64, *duration) }, plugin, bare))
 	}
 
 	printReport(report, map[string]*process{"authkit": plugin, "node sdk": sdk, "bare caddy": bare, "sandbox": sandbox})
@@ -213,13 +215,14 @@ func (r result) cpuPerRequest() time.Duration {
 }
 
 // compare runs a and b alternately, rounds times, and merges each side's runs.
-func compare(a, b func() result, pa, pb *process) (result, result) {
-	var ra, rb result
+func compare(name, baseline, focus string, a, b func() result, pa, pb *process) row {
+	r := row{name: name, baseline: baseline, focus: focus}
 	for i := 0; i < *rounds; i++ {
-		ra = merge(ra, measure(a, pa))
-		rb = merge(rb, measure(b, pb))
+		ra, rb := measure(a, pa), measure(b, pb)
+		r.ours, r.base = merge(r.ours, ra), merge(r.base, rb)
+		r.ratios = append(r.ratios, ratioOf(focus, ra, rb))
 	}
-	return ra, rb
+	return r
 }
 
 var profiling sync.Once
