@@ -58,6 +58,19 @@ func (a *AuthKit) resolveIdentity(r *http.Request, rt *route) (identity, error) 
 	return identity{ID: id, Type: kind}, nil
 }
 
+// openTicket is the identity a ticket stands for.
+func (a *AuthKit) openTicket(ticket string) (identity, error) {
+	id, kind, err := a.tickets.Open(ticket)
+	if err != nil {
+		return identity{}, errTicketInvalid()
+	}
+	return identity{ID: id, Type: kind}, nil
+}
+
+func errTicketInvalid() *apiError {
+	return newError(http.StatusUnauthorized, "ticket_invalid", "the ticket is invalid or has expired; ask the app for a new one")
+}
+
 // keySuffix is how the vendor writes an identity at the end of a
 // connection key: spaces and colons become dashes.
 func keySuffix(id string) string {

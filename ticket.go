@@ -24,16 +24,3 @@ func (a *AuthKit) serveTicket(w *recorder, rq *request) error {
 	writeJSON(w, body)
 	return nil
 }
-
-// openTicket is the identity a ticket stands for.
-func (a *AuthKit) openTicket(ticket string) (identity, error) {
-	id, kind, err := a.tickets.Open(ticket)
-	if err != nil {
-		return identity{}, errTicketInvalid()
-	}
-	return identity{ID: id, Type: kind}, nil
-}
-
-func errTicketInvalid() *apiError {
-	return newError(http.StatusUnauthorized, "ticket_invalid", "the ticket is invalid or has expired; ask the app for a new one")
-}
