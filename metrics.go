@@ -29,9 +29,10 @@ type metrics struct {
 	eventsDropped prometheus.Counter
 	reconnects    prometheus.Counter
 
-	// counters caches requests' counters: the hot path skips formatting
-	// the code and hashing the labels.
-	counters sync.Map
+	// counters and observers cache the requests' counters and the vendor
+	// latency's observers: the hot path skips formatting the code and
+	// hashing the labels.
+	counters, observers sync.Map
 }
 
 type requestLabels struct {
@@ -140,7 +141,12 @@ func methodLabel(method string) string {
 }
 
 func (m *metrics) vendorCall(endpoint, outcome string, d time.Duration) {
-	m.vendorLatency.WithLabelValues(endpoint, outcome).Observe(d.Seconds())
+	key := [2]string{endpoint, outcome}
+	o, ok := m.observers.Load(key)
+	if !ok {
+		o, _ = m.observers.LoadOrStore(key, m.vendorLatency.WithLabelValues(endpoint, outcome))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
 }
 
 func (m *metrics) retry(endpoint string) { m.retries.WithLabelValues(endpoint).Inc() }
