@@ -131,6 +131,28 @@ func TestTicketOpensOnlyAsWritten(t *testing.T) {
 	}
 }
 
+// TestTicketOfAnInvalidIdentityIsRefused: Mint does not check what it
+// seals; Open does, so a ticket never stands for an identity or type the
+// gateway would refuse.
+func TestTicketOfAnInvalidIdentityIsRefused(t *testing.T) {
+	tk := New(testSecret, time.Minute)
+	for _, id := range []identity{
+		{ID: "", Type: "user"},
+		{ID: "   ", Type: "user"},
+		{ID: "al\r\nice", Type: "user"},
+		{ID: strings.Repeat("x", inspect.MaxIdentityLength+1), Type: "user"},
+		{ID: "\xff", Type: "user"},
+		{ID: "alice", Type: "admin"},
+		{ID: "alice", Type: ""},
+		{ID: "alice", Type: "User"},
+	} {
+		ticket, _ := mint(tk, id)
+		if code := openErr(t, tk, ticket); code != "invalid" {
+			t.Errorf("a ticket for %q: %q", id, code)
+		}
+	}
+}
+
 // TestTicketOfAnotherVersionIsRefusedEvenWhenSigned: the version byte is
 // checked on its own, not only through the signature.
 func TestTicketOfAnotherVersionIsRefusedEvenWhenSigned(t *testing.T) {

@@ -101,6 +101,9 @@ func TestRetryAfterSecondsReadsDelaysAndTimes(t *testing.T) {
 	if err := Failure(429, h, nil, testSecret); err.RetryAfter != 2 {
 		t.Fatalf("429 without its Retry-After: %+v", err)
 	}
+	if err := Failure(429, http.Header{"Retry-After": {"soon"}}, nil, testSecret); err.RetryAfter != 1 {
+		t.Fatalf("a 429 with no usable Retry-After asks for 1 s, not %d", err.RetryAfter)
+	}
 }
 
 // failureMapping is the status, code and retryability the gateway answers
@@ -124,7 +127,9 @@ func failureMapping(status int) (int, string, bool) {
 // any case; and only a 429 asks the caller to wait, 1 s to an hour.
 func FuzzFailure(f *testing.F) {
 	f.Fuzz(func(t *testing.T, status int, retryAfter string, body []byte) {
-		status = 300 + (status%700+700)%700 // what reaches Failure: 300 to 999
+		if status < 300 || status > 999 { // what reaches Failure: 300 to 999
+			status = 300 + (status%700+700)%700
+		}
 		h := http.Header{}
 		if retryAfter != "" {
 			h.Set("Retry-After", retryAfter)

@@ -48,6 +48,58 @@ func TestEncodeWithoutKeysKeepsTheRestAsWritten(t *testing.T) {
 	}
 }
 
+// TestDecodeVaultPageWantsARowsArray: a vault answer without a rows array
+// (missing, null, not an array) or with a row that is not an object is
+// vendor_bad_response; an empty array is an empty page.
+func TestDecodeVaultPageWantsARowsArray(t *testing.T) {
+	for body, ok := range map[string]bool{
+		`{"rows":[]}`:                       true,
+		`{"rows":[{"id":"c1"},null]}`:       true,
+		`{}`:                                false,
+		`{"rows":null}`:                     false,
+		`{"rows":{}}`:                       false,
+		`{"rows":[1]}`:                      false,
+		`{"rows":[{"id":1}]}`:               false,
+		`{"rows":[{"active":"yes"}]}`:       false,
+		`[{"rows":[]}]`:                     false,
+		`{"rows":[]}x`:                      false,
+		`{"rows":[{"identityType":false}]}`: false,
+	} {
+		_, err := DecodeVaultPage([]byte(body))
+		if (err == nil) != ok {
+			t.Errorf("DecodeVaultPage(%s): %v, want ok %v", body, err, ok)
+		}
+		if err != nil && err.(*Error).Code != "vendor_bad_response" {
+			t.Errorf("DecodeVaultPage(%s): %v", body, err)
+		}
+	}
+}
+
+// TestEncodeCountsTheKeptRows: when rows are left out, total and pages
+// count what is kept (the vendor's counts would tell of rows the caller
+// may not see); when none is, the vendor's fields stay as they were.
+func TestEncodeCountsTheKeptRows(t *testing.T) {
+	body := `{"rows":[{"id":"c1","identity":"alice","identityType":"user"},{"id":"c2","identity":"bob","identityType":"user"},` +
+		`{"id":"c3","identity":"alice","identityType":"team"}],"total":30,"pages":10,"page":1,"requestId":"r"}`
+	page, err := DecodeVaultPage([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alices := page.Encode(func(c Connection) bool { return c.OwnedBy("alice", "user") }, false)
+	if want := `{"page":1,"pages":1,"requestId":"r","rows":[{"id":"c1","identity":"alice","identityType":"user"}],"total":1}`; string(alices) != want {
+		t.Fatalf("kept one row of three:\n got %s\nwant %s", alices, want)
+	}
+	all := page.Encode(func(Connection) bool { return true }, false)
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(all, &fields); err != nil || string(fields["total"]) != "30" || string(fields["pages"]) != "10" {
+		t.Fatalf("kept every row: %s", all)
+	}
+	none := page.Encode(func(Connection) bool { return false }, true)
+	if want := `{"page":1,"pages":1,"requestId":"r","rows":[],"total":0}`; string(none) != want {
+		t.Fatalf("kept no row: %s", none)
+	}
+}
+
 // connectionFields are the row fields the gateway decodes, with the JSON
 // type each must have (encoding/json matches names in any case).
 var connectionFields = map[string]string{
