@@ -1,8 +1,10 @@
 package caddyauthkit
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -148,22 +150,32 @@ func TestExamplesAdaptAndValidate(t *testing.T) {
 	}
 }
 
-// FuzzUnmarshalCaddyfile: no input makes the parser panic, and a config it
-// accepts always has a secret.
+// FuzzUnmarshalCaddyfile: no input makes the parser panic; a config it
+// accepts has a secret, has a JSON equivalent (it survives a round trip
+// through JSON as Caddy reads it, strictly), takes its defaults, and passes
+// Validate, which applies the parser's checks to JSON configs (all but
+// identity_trusted_proxies_only, which Provision checks against the
+// identity). Seeds: testdata/fuzz/FuzzUnmarshalCaddyfile.
 func FuzzUnmarshalCaddyfile(f *testing.F) {
-	for _, seed := range []string{
-		"authkit {\n secret {env.X}\n}",
-		"authkit {\n secret s\n ownership off\n timeout 1s\n cors_origins *\n}",
-		"authkit {\n secret s\n proxy {\n transport http {\n tls\n }\n }\n}",
-		"authkit {\n identity_type team\n}",
-		"authkit",
-	} {
-		f.Add(seed)
-	}
 	f.Fuzz(func(t *testing.T, input string) {
 		var a AuthKit
-		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil && a.Secret == "" {
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+			return
+		}
+		if a.Secret == "" {
 			t.Fatalf("accepted %q without a secret", input)
+		}
+		encoded, err := json.Marshal(a)
+		var back AuthKit
+		if err != nil || caddy.StrictUnmarshalJSON(encoded, &back) != nil || !reflect.DeepEqual(a, back) {
+			t.Fatalf("accepted %q, whose JSON %s (%v) reads back as %+v", input, encoded, err, back)
+		}
+		if err := a.setDefaults(); err != nil {
+			t.Fatalf("accepted %q: %v", input, err)
+		}
+		a.IdentityTrustedProxiesOnly = false
+		if err := a.Validate(); err != nil {
+			t.Fatalf("accepted %q, which Validate refuses: %v", input, err)
 		}
 	})
 }

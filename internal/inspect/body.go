@@ -34,7 +34,8 @@ const maxNestedMultipart = 2
 // encoding a vendor could read a key from:
 //
 //   - JSON, judged by content (anything that starts like JSON after
-//     whitespace and a UTF-8 BOM) or by a JSON Content-Type;
+//     whitespace and a UTF-8 BOM, whatever its Content-Type) or by a JSON
+//     Content-Type (any that names json: NDJSON and JSON lines too);
 //   - forms (application/x-www-form-urlencoded);
 //   - multipart bodies: form-data fields, and parts that are JSON or forms.
 //
@@ -49,6 +50,9 @@ func PinBody(r *http.Request, key string) error {
 	}
 	if encoded(r.Header) {
 		return refuse(http.StatusUnsupportedMediaType, "body_encoding_unsupported", "compressed request bodies are not accepted on passthrough")
+	}
+	if len(r.Header.Values("Content-Type")) > 1 {
+		return errTwoHeaders("Content-Type")
 	}
 	head, err := peek(r.Body)
 	if err != nil {
@@ -90,13 +94,15 @@ func kindOf(contentType string, head []byte) (checker, error) {
 	if err != nil && contentType != "" {
 		mediaType = strings.ToLower(strings.TrimSpace(strings.Split(contentType, ";")[0]))
 	}
-	jsonType := strings.HasSuffix(mediaType, "/json") || strings.HasSuffix(mediaType, "+json")
+	// application/json, +json, and the JSON streams (x-ndjson, jsonl,
+	// json-seq), whose first value may be a scalar.
+	jsonType := strings.Contains(mediaType[strings.IndexByte(mediaType, '/')+1:], "json")
 	form := mediaType == "application/x-www-form-urlencoded"
 	multipartType := strings.HasPrefix(mediaType, "multipart/")
 	charset := strings.ToLower(params["charset"])
 	first, hasContent := firstContent(head)
 	switch {
-	case wideJSON(head) || (jsonType || form) && bytes.IndexByte(head, 0) >= 0:
+	case wideJSON(head) || (jsonType || form) && bytes.IndexByte(head[:min(4, len(head))], 0) >= 0:
 		return nil, errNotUTF8()
 	case (jsonType || form || multipartType) && charset != "" && charset != "utf-8" && charset != "us-ascii":
 		return nil, errNotUTF8()
@@ -106,6 +112,15 @@ func kindOf(contentType string, head []byte) (checker, error) {
 		}
 		boundary := params["boundary"]
 		return func(b []byte, key string, depth int) error { return checkMultipart(b, boundary, key, depth) }, nil
+	case form && (first == '{' || first == '['):
+		// Said to be a form, but JSON to a server that reads JSON by
+		// content: checked as both.
+		return func(b []byte, key string, _ int) error {
+			if err := checkForm(b, key); err != nil {
+				return err
+			}
+			return checkJSON(contentStart(b), key, 0)
+		}, nil
 	case form:
 		return func(b []byte, key string, _ int) error { return checkForm(b, key) }, nil
 	case jsonType && hasContent, first == '{', first == '[':
@@ -127,14 +142,16 @@ func encoded(h http.Header) bool {
 	return false
 }
 
-// peekLen is how much of a body is read to judge it when it starts with
-// zero bytes (UTF-16 or UTF-32, whose whitespace is wide too).
-const peekLen = 64
-
 // peek reads up to the first byte that is not whitespace or a UTF-8 BOM,
-// and at least 4 bytes (peekLen when one of them is zero), or to the end.
+// and at least 4 bytes, or to the end. When one of the first 4 bytes is
+// zero (UTF-16 or UTF-32, whose whitespace is wide too), it reads on to
+// the first unit that is not whitespace in each width and byte order, so
+// what is judged never depends on how the body arrived. It may read more:
+// head is judged again only once it has doubled, so a body trickling in
+// byte by byte costs linear time, not quadratic.
 func peek(body io.Reader) ([]byte, error) {
 	head := make([]byte, 0, 512)
+	judgeAt := 1
 	for {
 		if len(head) == cap(head) {
 			if len(head) >= MaxInspectedBody {
@@ -144,8 +161,11 @@ func peek(body io.Reader) ([]byte, error) {
 		}
 		n, err := body.Read(head[len(head):cap(head)])
 		head = head[:len(head)+n]
-		if _, ok := firstContent(head); ok && len(head) >= 4 && (bytes.IndexByte(head[:4], 0) < 0 || len(head) >= peekLen) {
-			return head, nil
+		if len(head) >= judgeAt {
+			if _, ok := firstContent(head); ok && len(head) >= 4 && (bytes.IndexByte(head[:4], 0) < 0 || wideSettled(head)) {
+				return head, nil
+			}
+			judgeAt = 2 * len(head)
 		}
 		if errors.Is(err, io.EOF) {
 			return head, nil
@@ -188,7 +208,7 @@ func wideJSON(head []byte) bool {
 	}
 	for _, width := range []int{2, 4} {
 		for _, bigEndian := range []bool{true, false} {
-			switch firstWide(head, width, bigEndian) {
+			switch unit, _ := firstWide(head, width, bigEndian); unit {
 			case '{', '[', '"':
 				return true
 			}
@@ -197,9 +217,22 @@ func wideJSON(head []byte) bool {
 	return false
 }
 
+// wideSettled: head holds a unit that is not whitespace in each width and
+// byte order, so wideJSON's answer will not change with more of the body.
+func wideSettled(head []byte) bool {
+	for _, width := range []int{2, 4} {
+		for _, bigEndian := range []bool{true, false} {
+			if _, found := firstWide(head, width, bigEndian); !found {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // firstWide is the first code unit of head that is not whitespace, read as
-// width-byte units in the given byte order, or 0.
-func firstWide(head []byte, width int, bigEndian bool) rune {
+// width-byte units in the given byte order, and whether there is one.
+func firstWide(head []byte, width int, bigEndian bool) (rune, bool) {
 	for i := 0; i+width <= len(head); i += width {
 		var unit rune
 		for j := range width {
@@ -213,9 +246,9 @@ func firstWide(head []byte, width int, bigEndian bool) rune {
 		case ' ', '\t', '\r', '\n':
 			continue
 		}
-		return unit
+		return unit, true
 	}
-	return 0
+	return 0, false
 }
 
 // checkJSON walks every JSON value in b (a stream of them, as NDJSON) and
@@ -347,12 +380,26 @@ func checkMultipart(b []byte, boundary, key string, depth int) error {
 		if err != nil {
 			return malformed
 		}
+		for _, name := range []string{"Content-Disposition", "Content-Type"} {
+			if len(part.Header.Values(name)) > 1 {
+				return errTwoHeaders(name)
+			}
+		}
 		if err := checkPart(part.Header, content, key, depth); err != nil {
 			return err
 		}
 		disposition := part.Header.Get("Content-Disposition")
 		_, params, err := mime.ParseMediaType(disposition)
 		if err != nil && disposition != "" {
+			return malformed
+		}
+		// Parsers differ on name and name*= (RFC 2231) side by side, and
+		// on a name*= that Go does not decode: one name, read as Go reads
+		// it, or the part is refused.
+		switch count, extended := nameParams(disposition); {
+		case count > 1:
+			return refuse(http.StatusBadRequest, "body_ambiguous", "a multipart part names its field more than once")
+		case extended && params["name"] == "":
 			return malformed
 		}
 		if isKeyField(params["name"]) {
@@ -382,10 +429,31 @@ func checkPart(h textproto.MIMEHeader, content []byte, key string, depth int) er
 	return kind(content, key, depth+1)
 }
 
+// nameParams counts the parameters of a Content-Disposition that name a
+// field (name, name*=, RFC 2231 continuations name*0...), read naively as
+// some servers do, and says whether one is extended (name*...).
+func nameParams(disposition string) (count int, extended bool) {
+	for param := range strings.SplitSeq(disposition, ";") {
+		attribute, _, _ := strings.Cut(param, "=")
+		attribute = strings.ToLower(strings.TrimSpace(attribute))
+		if attribute == "name" || strings.HasPrefix(attribute, "name*") {
+			count++
+			extended = extended || attribute != "name"
+		}
+	}
+	return count, extended
+}
+
 // isKeyField: a form field name is connectionKey, also as the last part of
-// a nested name (input[connectionKey], input.connectionKey).
+// a nested name (input[connectionKey], input.connectionKey), or followed
+// by list indexes only (connectionKey[], connectionKey[0],
+// connectionKey.0), which servers such as PHP and Node's qs read as a list
+// of keys (and a list of one stringifies to its key).
 func isKeyField(name string) bool {
 	parts := strings.FieldsFunc(name, func(r rune) bool { return r == '[' || r == ']' || r == '.' })
+	for len(parts) > 0 && strings.Trim(parts[len(parts)-1], "0123456789") == "" {
+		parts = parts[:len(parts)-1]
+	}
 	return len(parts) > 0 && isConnectionKeyName(parts[len(parts)-1])
 }
 
@@ -411,6 +479,10 @@ func errOtherKey() *Refusal {
 
 func errAmbiguous() *Refusal {
 	return refuse(http.StatusBadRequest, "body_ambiguous", "the body names a connection key more than once")
+}
+
+func errTwoHeaders(name string) *Refusal {
+	return refuse(http.StatusBadRequest, "body_ambiguous", "the request body or one of its parts has more than one "+name+" header")
 }
 
 func errNotUTF8() *Refusal {

@@ -81,6 +81,11 @@ func (s *Sealer) Mint(identity, identityType string) (string, time.Time) {
 func (s *Sealer) Open(ticket string) (identity, identityType string, err error) {
 	raw, err := base64.RawURLEncoding.DecodeString(ticket)
 	minLen := 1 + aes.BlockSize + 9 + sha256.Size
+	// The decoder ignores line breaks and the unused low bits of the last
+	// character: only the ticket as Mint wrote it is that ticket.
+	if err == nil && base64.RawURLEncoding.EncodeToString(raw) != ticket {
+		return "", "", ErrInvalid
+	}
 	if err != nil || len(raw) < minLen || len(raw) > minLen+255+inspect.MaxIdentityLength || raw[0] != version {
 		return "", "", ErrInvalid
 	}

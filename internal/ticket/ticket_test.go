@@ -2,7 +2,13 @@ package ticket
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -90,6 +96,63 @@ func TestTicketRefusesEveryAlteration(t *testing.T) {
 	}
 }
 
+// TestTicketOpensOnlyAsWritten: the same bytes written otherwise (the
+// unused bits of the last character set, line breaks, which base64
+// decoders skip) are no ticket, so a ticket has one spelling, as a value
+// that may be compared, hashed or logged (FuzzOpen found the last
+// character's bits).
+func TestTicketOpensOnlyAsWritten(t *testing.T) {
+	tk := New(testSecret, time.Minute)
+	ticket, _ := mint(tk, identity{ID: "alice", Type: "user"})
+	if code := openErr(t, tk, ticket); code != "" {
+		t.Fatalf("the ticket as written: %q", code)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, ticket[len(ticket)-1])
+	respelled := 0
+	for i := range alphabet {
+		other := ticket[:len(ticket)-1] + alphabet[i:i+1]
+		raw, err := base64.RawURLEncoding.DecodeString(other)
+		if i == last || err != nil || base64.RawURLEncoding.EncodeToString(raw) == other {
+			continue
+		}
+		respelled++
+		if code := openErr(t, tk, other); code != "invalid" {
+			t.Fatalf("the last character %q for %q opens", alphabet[i], ticket[len(ticket)-1])
+		}
+	}
+	if respelled == 0 {
+		t.Fatalf("no other spelling of %q to try (a ticket of %d characters)", ticket, len(ticket))
+	}
+	for _, other := range []string{ticket[:10] + "\n" + ticket[10:], ticket + "\r\n", "\n" + ticket} {
+		if code := openErr(t, tk, other); code != "invalid" {
+			t.Fatalf("%q opens", other)
+		}
+	}
+}
+
+// TestTicketOfAnInvalidIdentityIsRefused: Mint does not check what it
+// seals; Open does, so a ticket never stands for an identity or type the
+// gateway would refuse.
+func TestTicketOfAnInvalidIdentityIsRefused(t *testing.T) {
+	tk := New(testSecret, time.Minute)
+	for _, id := range []identity{
+		{ID: "", Type: "user"},
+		{ID: "   ", Type: "user"},
+		{ID: "al\r\nice", Type: "user"},
+		{ID: strings.Repeat("x", inspect.MaxIdentityLength+1), Type: "user"},
+		{ID: "\xff", Type: "user"},
+		{ID: "alice", Type: "admin"},
+		{ID: "alice", Type: ""},
+		{ID: "alice", Type: "User"},
+	} {
+		ticket, _ := mint(tk, id)
+		if code := openErr(t, tk, ticket); code != "invalid" {
+			t.Errorf("a ticket for %q: %q", id, code)
+		}
+	}
+}
+
 // TestTicketOfAnotherVersionIsRefusedEvenWhenSigned: the version byte is
 // checked on its own, not only through the signature.
 func TestTicketOfAnotherVersionIsRefusedEvenWhenSigned(t *testing.T) {
@@ -145,4 +208,61 @@ func TestTicketHidesTheIdentity(t *testing.T) {
 			t.Fatalf("%q is in the ticket in clear", clear)
 		}
 	}
+}
+
+// fuzzNow is the clock of FuzzOpen: the tickets of its seed corpus
+// (testdata/fuzz/FuzzOpen) were minted under testSecret a few seconds
+// before it, for a minute.
+var fuzzNow = time.Unix(1_800_000_000, 0)
+
+// FuzzOpen: no string makes Open panic or fail with another error than
+// ErrInvalid, and whatever opens is a ticket minted under the key, written
+// exactly as Mint writes it, for a valid identity and type that are the
+// ones it holds (checked by a reference reading of the format, with keys
+// derived here): a mutation of a real ticket never opens.
+func FuzzOpen(f *testing.F) {
+	s := New(testSecret, time.Minute)
+	s.Now = func() time.Time { return fuzzNow }
+	macKey := referenceKey(testSecret, "caddyauthkit ticket v1 signature")
+	encKey := referenceKey(testSecret, "caddyauthkit ticket v1 encryption")
+	f.Fuzz(func(t *testing.T, ticket string) {
+		id, idType, err := s.Open(ticket)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Open(%q): %v, not ErrInvalid", ticket, err)
+			}
+			return
+		}
+		if inspect.Identity(id) != "" || !inspect.IdentityType(idType) {
+			t.Fatalf("Open(%q) = %q, %q: not a valid identity", ticket, id, idType)
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(ticket)
+		if err != nil || base64.RawURLEncoding.EncodeToString(raw) != ticket {
+			t.Fatalf("Open(%q) opens a ticket that Mint did not write (the same bytes are %q)", ticket, base64.RawURLEncoding.EncodeToString(raw))
+		}
+		body, sum := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]
+		mac := hmac.New(sha256.New, macKey)
+		mac.Write(body)
+		if body[0] != 1 || !hmac.Equal(sum, mac.Sum(nil)) {
+			t.Fatalf("Open(%q) opens a ticket not signed with the key", ticket)
+		}
+		block, _ := aes.NewCipher(encKey)
+		plain := make([]byte, len(body)-1-aes.BlockSize)
+		cipher.NewCTR(block, body[1:1+aes.BlockSize]).XORKeyStream(plain, body[1+aes.BlockSize:])
+		expires := time.Unix(int64(binary.BigEndian.Uint64(plain)), 0)
+		n := int(plain[8])
+		if !fuzzNow.Before(expires) || string(plain[9:9+n]) != idType || string(plain[9+n:]) != id {
+			t.Fatalf("Open(%q) = %q, %q; the ticket holds %q, expiring %v", ticket, id, idType, plain, expires)
+		}
+	})
+}
+
+// referenceKey derives a ticket key as the format says: HKDF-SHA256 of the
+// key, no salt, the purpose as info, 32 bytes.
+func referenceKey(key, purpose string) []byte {
+	out, err := hkdf.Key(sha256.New, []byte(key), nil, purpose, 32)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }

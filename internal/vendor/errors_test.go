@@ -1,14 +1,12 @@
 package vendor
 
 import (
-	"encoding/base64"
-	"encoding/hex"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // testSecret is a secret key of the vendor's shape.
@@ -71,59 +69,6 @@ func TestFailureQuotesTheVendorOnlyCleaned(t *testing.T) {
 	}
 }
 
-// TestRedactRemovesKeysAndAnyPieceOfTheSecret: what the vendor says is
-// quoted only without connection keys, secret keys, and any piece of the
-// secret of 8 or more characters, in any case and encoding.
-func TestRedactRemovesKeysAndAnyPieceOfTheSecret(t *testing.T) {
-	piece := testSecret[10:18] // 8 characters: CADDYAUT
-	for name, text := range map[string]string{
-		"connection key":       "no connection test::gmail::default::af92aee9cbcd4aae904b9b01d3c75c40|bob here",
-		"live key":             "key live::slack::default::0123456789abcdef0123456789abcdef is gone",
-		"secret":               "bad key " + testSecret,
-		"secret upper-cased":   "bad key " + strings.ToUpper(testSecret),
-		"secret lower-cased":   "bad key " + strings.ToLower(testSecret),
-		"secret cut short":     "bad key …" + testSecret[12:30] + "…",
-		"a piece of 8":         "starts " + piece + " ends",
-		"a piece in any case":  "starts " + strings.ToLower(piece) + " ends",
-		"other secret key":     "try sk_live_1_abcdefghijklmnop",
-		"percent-encoded":      "bad " + url.QueryEscape(testSecret),
-		"percent, every byte":  "bad " + everyBytePercent(testSecret[5:20]),
-		"base64":               "bad " + base64.StdEncoding.EncodeToString([]byte(testSecret)),
-		"base64 mid-group":     "bad x" + base64.RawURLEncoding.EncodeToString([]byte("xx"+testSecret[10:30])),
-		"hex":                  "bad " + hex.EncodeToString([]byte(testSecret[10:30])),
-		"JSON unicode escapes": `bad \u0043\u0041\u0044\u0044\u0059\u0041\u0055\u0054KIT`,
-	} {
-		got := Redact(text, testSecret)
-		for _, banned := range []string{"af92aee9", "0123456789abcdef", strings.ToLower(piece), "abcdefghijklmnop"} {
-			if strings.Contains(strings.ToLower(got), banned) {
-				t.Fatalf("%s: Redact(%q) = %q keeps %q", name, text, got, banned)
-			}
-		}
-		if got == text {
-			t.Fatalf("%s: Redact(%q) changed nothing", name, text)
-		}
-	}
-	for _, text := range []string{"Invalid limit", "Connection header not found", "rate 7 of 8", "sk_ alone", "ABCDEFGH"} {
-		if got := Redact(text, testSecret); got != text {
-			t.Fatalf("Redact(%q) = %q, want it as it is", text, got)
-		}
-	}
-	if got := Redact("starts "+piece+" ends", testSecret); got != "starts [redacted] ends" {
-		t.Fatalf("a piece of the secret in clear is cut where it stands: %q", got)
-	}
-	if got := Redact("a\nb", testSecret); got != "" {
-		t.Fatalf("control characters: %q", got)
-	}
-}
-
-func everyBytePercent(s string) string {
-	var b strings.Builder
-	for i := range len(s) {
-		b.WriteString("%" + strings.ToUpper(hex.EncodeToString([]byte{s[i]})))
-	}
-	return b.String()
-}
-
 func TestRetryAfterSecondsReadsDelaysAndTimes(t *testing.T) {
 	in := func(d time.Duration) int64 { return time.Now().Add(d).Unix() }
 	for _, tc := range []struct {
@@ -156,4 +101,60 @@ func TestRetryAfterSecondsReadsDelaysAndTimes(t *testing.T) {
 	if err := Failure(429, h, nil, testSecret); err.RetryAfter != 2 {
 		t.Fatalf("429 without its Retry-After: %+v", err)
 	}
+	if err := Failure(429, http.Header{"Retry-After": {"soon"}}, nil, testSecret); err.RetryAfter != 1 {
+		t.Fatalf("a 429 with no usable Retry-After asks for 1 s, not %d", err.RetryAfter)
+	}
+}
+
+// failureMapping is the status, code and retryability the gateway answers
+// for an error of the vendor's own with that status.
+func failureMapping(status int) (int, string, bool) {
+	switch {
+	case status == 401 || status == 403:
+		return 502, "vendor_rejected_secret", false
+	case status == 429:
+		return 429, "vendor_rate_limited", true
+	case status >= 500:
+		return 502, "vendor_unavailable", true
+	}
+	return status, "vendor_refused", false
+}
+
+// FuzzFailure: whatever the vendor's error body and Retry-After, Failure
+// answers what the status mapping says, in the gateway's own words; it
+// quotes the vendor's message and correlation id only short, without
+// control characters and without any 8-character piece of the secret in
+// any case; and only a 429 asks the caller to wait, 1 s to an hour.
+func FuzzFailure(f *testing.F) {
+	f.Fuzz(func(t *testing.T, status int, retryAfter string, body []byte) {
+		if status < 300 || status > 999 { // what reaches Failure: 300 to 999
+			status = 300 + (status%700+700)%700
+		}
+		h := http.Header{}
+		if retryAfter != "" {
+			h.Set("Retry-After", retryAfter)
+		}
+		err := Failure(status, h, body, testSecret)
+		wantStatus, code, retryable := failureMapping(status)
+		if err.Status != wantStatus || err.Code != code || err.Retryable != retryable || err.VendorStatus != status {
+			t.Fatalf("Failure(%d): %+v; want %d %s retryable=%v", status, err, wantStatus, code, retryable)
+		}
+		if own := Failure(status, h, nil, testSecret).Message; err.Message != own || own == "" {
+			t.Fatalf("Failure(%d, %q): message %q, not the gateway's own %q", status, body, err.Message, own)
+		}
+		for name, quoted := range map[string]string{"VendorMessage": err.VendorMessage, "CorrelationID": err.CorrelationID} {
+			if p := pieceOfSecret(quoted, testSecret); p != "" {
+				t.Fatalf("Failure(%d, %q): %s %q holds %q of the secret", status, body, name, quoted, p)
+			}
+			if len(quoted) > 300 || strings.IndexFunc(quoted, unicode.IsControl) >= 0 {
+				t.Fatalf("Failure(%d, %q): %s %q", status, body, name, quoted)
+			}
+		}
+		if len(err.CorrelationID) > 100 {
+			t.Fatalf("Failure(%d, %q): correlation id of %d bytes", status, body, len(err.CorrelationID))
+		}
+		if status == 429 && (err.RetryAfter < 1 || err.RetryAfter > 3600) || status != 429 && err.RetryAfter != 0 {
+			t.Fatalf("Failure(%d) with Retry-After %q: RetryAfter %d", status, retryAfter, err.RetryAfter)
+		}
+	})
 }

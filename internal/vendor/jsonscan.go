@@ -5,7 +5,11 @@ package vendor
 // the object without decoding them, so a token's rows are copied, never
 // decoded. It is fuzzed against encoding/json.
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+)
 
 // ParseList checks that body is valid JSON, an object with a rows array, as
 // every list answer of the vendor is, and returns its top-level fields raw.
@@ -25,8 +29,10 @@ func ParseList(body []byte) (map[string][]byte, error) {
 	return fields, nil
 }
 
-// objectFields returns the raw values of a top-level JSON object's keys
-// (those written without escapes), or false if body is not such an object.
+// objectFields returns the raw values of a top-level JSON object's keys,
+// named as encoding/json names them (escapes decoded, invalid UTF-8
+// replaced, the last of duplicates kept), or false if body is not such an
+// object.
 func objectFields(body []byte) (map[string][]byte, bool) {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
@@ -45,6 +51,15 @@ func objectFields(body []byte) (map[string][]byte, bool) {
 			return nil, false
 		}
 		key := body[i+1 : keyEnd-1]
+		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+			// A name as every JSON parser reads it: "r\u006fws" is rows
+			// (and the last of two rows is the one they keep).
+			var name string
+			if json.Unmarshal(body[i:keyEnd], &name) != nil {
+				return nil, false
+			}
+			key = []byte(name)
+		}
 		if i = skipSpace(body, keyEnd); i >= len(body) || body[i] != ':' {
 			return nil, false
 		}

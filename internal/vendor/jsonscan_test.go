@@ -1,6 +1,7 @@
 package vendor
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -75,4 +76,78 @@ func TestParseListWantsARowsArray(t *testing.T) {
 			t.Fatalf("%q: rows %q", body, fields["rows"])
 		}
 	}
+}
+
+// TestParseListReadsNamesAsJSONDoes: a field's name is what JSON parsers
+// read, escapes decoded, so a rows array written "r\u006fws" is the rows,
+// and a second rows that is not an array is refused, not hidden behind the
+// first (FuzzParseList found names that the scanner kept raw).
+func TestParseListReadsNamesAsJSONDoes(t *testing.T) {
+	for body, rows := range map[string]string{
+		`{"r\u006fws":[1]}`:              "[1]",
+		`{"\u0072ows":[1],"rows":[2]}`:   "[2]",
+		`{"rows":[1],"r\u006Fws":[2]}`:   "[2]",
+		`{"rows":{},"ro\u0077s":[3]}`:    "[3]",
+		"{\"\xe4\":0,\"rows\":[4]}":      "[4]",
+		`{"ro\"ws":1,"rows":[5]}`:        "[5]",
+		`{"rows":[6],"rows\u0000":7}`:    "[6]",
+		`{"rows":[7],"\ud800":{"a":[]}}`: "[7]",
+	} {
+		fields, err := ParseList([]byte(body))
+		if err != nil || string(fields["rows"]) != rows {
+			t.Fatalf("ParseList(%s): rows %s, %v; want %s", body, fields["rows"], err, rows)
+		}
+	}
+	for _, body := range []string{`{"rows":[1],"r\u006fws":{}}`, `{"rows":[1],"\u0072\u006f\u0077\u0073":null}`, `{"r\u006fws":[1],"rows":"x"}`} {
+		if fields, err := ParseList([]byte(body)); err == nil {
+			t.Fatalf("ParseList(%s) accepted, rows %s", body, fields["rows"])
+		}
+	}
+	p, err := ParseTokenPage([]byte(`{"rows":[],"tot\u0061l":5,"p\u0061ges":2,"requestI\u0064":"r"}`))
+	if err != nil || string(p.Total) != "5" || p.Pages != 2 || string(p.RequestID) != `"r"` {
+		t.Fatalf("escaped names: %+v, %v", p, err)
+	}
+}
+
+// referenceList reads body as encoding/json does: the fields of a JSON
+// object (names unescaped, the last of duplicates kept), and whether it is
+// a list answer, an object with a rows array.
+func referenceList(body []byte) (map[string]json.RawMessage, bool) {
+	var fields map[string]json.RawMessage
+	if !json.Valid(body) || json.Unmarshal(body, &fields) != nil || fields == nil {
+		return nil, false
+	}
+	var rows []json.RawMessage
+	if !bytes.HasPrefix(fields["rows"], []byte("[")) || json.Unmarshal(fields["rows"], &rows) != nil {
+		return nil, false
+	}
+	return fields, true
+}
+
+// FuzzParseList: ParseList accepts exactly the bodies encoding/json reads
+// as an object with a rows array, and finds the same fields with the same
+// raw values (so the rows the gateway relays are the rows any JSON parser
+// reads); what it refuses is vendor_bad_response.
+func FuzzParseList(f *testing.F) {
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := ParseList(body)
+		want, ok := referenceList(body)
+		if (err == nil) != ok {
+			t.Fatalf("ParseList(%q): error %v; encoding/json reads it as a list: %v", body, err, ok)
+		}
+		if err != nil {
+			if e, isErr := err.(*Error); !isErr || e.Code != "vendor_bad_response" || e.Status != 502 {
+				t.Fatalf("ParseList(%q): %v, not vendor_bad_response", body, err)
+			}
+			return
+		}
+		if len(got) != len(want) {
+			t.Fatalf("ParseList(%q) finds %d fields, encoding/json %d: %q", body, len(got), len(want), got)
+		}
+		for name, raw := range want {
+			if v, found := got[name]; !found || !bytes.Equal(v, raw) {
+				t.Fatalf("ParseList(%q): field %q is %q, encoding/json reads %q", body, name, v, raw)
+			}
+		}
+	})
 }

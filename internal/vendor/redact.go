@@ -17,8 +17,9 @@ const maxQuoted = 300
 const secretPiece = 8
 
 // keyShapes match connection keys ({env}::{platform}::…, with any identity
-// suffix) and secret keys (sk_test_…, sk_live_…), whoever's they are.
-var keyShapes = regexp.MustCompile(`(?i)\b(?:test|live)::[^\s"',;]+|\bsk_[a-z0-9_\-]{6,}`)
+// suffix, wherever they start: "connection_test::…" holds one) and secret
+// keys (sk_test_…, sk_live_…), whoever's they are.
+var keyShapes = regexp.MustCompile(`(?i)(?:test|live)::[^\s"',;]+|\bsk_[a-z0-9_\-]{6,}`)
 
 // encodedRuns are runs of characters that may hide the secret in base64 or
 // hex, long enough to hold a piece of it.
@@ -27,49 +28,75 @@ var encodedRuns = regexp.MustCompile(`[A-Za-z0-9+/_\-]{11,}={0,2}`)
 const redacted = "[redacted]"
 
 // Redact returns a vendor's text fit to quote to a caller, or "" when none
-// of it is: at most 300 bytes, no control characters, anything shaped like a
-// connection key or a secret key replaced, and any piece of the secret of 8
-// or more characters removed, in any case. Where a piece of the secret shows
-// only once the text is decoded (percent, JSON escapes, base64, hex), the
-// whole text goes.
+// of it is: at most 300 bytes, no control characters, any piece of the
+// secret of 8 or more characters removed, in any case, and anything shaped
+// like a connection key or a secret key replaced. Where a piece of the
+// secret shows only once the text is decoded (percent, JSON escapes,
+// base64, hex), the whole text goes.
 func Redact(text, secret string) string {
 	if text == "" || len(text) > maxQuoted || strings.IndexFunc(text, unicode.IsControl) >= 0 {
 		return ""
 	}
-	text = keyShapes.ReplaceAllString(text, redacted)
 	pieces := secretPieces(secret)
-	text = cutPieces(text, pieces)
+	// Pieces first: a piece cut out of "…42sk_live_…" must not leave a
+	// key shape standing after "[redacted]".
+	text, _ = cutPieces(text, pieces)
+	text = keyShapes.ReplaceAllString(text, redacted)
 	for _, decoded := range decodings(text) {
-		if len(cutPieces(decoded, pieces)) != len(decoded) {
+		if _, found := cutPieces(decoded, pieces); found {
 			return ""
 		}
+	}
+	if len(text) > maxQuoted { // "[redacted]" is longer than what it stands for
+		return ""
 	}
 	return text
 }
 
-// secretPieces is every 8-character piece of the secret, lower-cased.
+// secretPieces is every piece of secretPiece characters of the secret,
+// case-folded (see foldCase).
 func secretPieces(secret string) map[string]bool {
-	lower := strings.ToLower(secret)
-	pieces := make(map[string]bool, len(lower))
-	for i := 0; i+secretPiece <= len(lower); i++ {
-		pieces[lower[i:i+secretPiece]] = true
+	folded := []rune(secret)
+	for i, r := range folded {
+		folded[i] = foldCase(r)
+	}
+	pieces := make(map[string]bool, len(folded))
+	for i := 0; i+secretPiece <= len(folded); i++ {
+		pieces[string(folded[i:i+secretPiece])] = true
 	}
 	return pieces
 }
 
-// cutPieces replaces every run of text covered by pieces of the secret.
-func cutPieces(text string, pieces map[string]bool) string {
+// foldCase is the one rune that stands for all the case variants of r
+// (the least of its Unicode case-folding orbit: K, k and the Kelvin sign
+// are K), so text is compared character by character whatever its case,
+// and whatever lengths its characters have when lower-cased (İ, Ⱥ, or a
+// byte that is not UTF-8, read as U+FFFD).
+func foldCase(r rune) rune {
+	least := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		least = min(least, f)
+	}
+	return least
+}
+
+// cutPieces replaces every run of text covered by pieces of the secret,
+// in whole characters, and says whether there was one.
+func cutPieces(text string, pieces map[string]bool) (string, bool) {
 	if len(pieces) == 0 || len(text) < secretPiece {
-		return text
+		return text, false
 	}
-	lower := strings.ToLower(text)
-	if len(lower) != len(text) { // case folding changed lengths: judge bytes as they are
-		lower = text
+	starts := make([]int, 0, len(text)+1) // of each character, in bytes
+	folded := make([]rune, 0, len(text))
+	for i, r := range text {
+		starts = append(starts, i)
+		folded = append(folded, foldCase(r))
 	}
-	covered := make([]bool, len(text))
+	starts = append(starts, len(text))
+	covered := make([]bool, len(folded))
 	found := false
-	for i := 0; i+secretPiece <= len(lower); i++ {
-		if pieces[lower[i:i+secretPiece]] {
+	for i := 0; i+secretPiece <= len(folded); i++ {
+		if pieces[string(folded[i:i+secretPiece])] {
 			found = true
 			for j := i; j < i+secretPiece; j++ {
 				covered[j] = true
@@ -77,21 +104,21 @@ func cutPieces(text string, pieces map[string]bool) string {
 		}
 	}
 	if !found {
-		return text
+		return text, false
 	}
 	var out strings.Builder
-	for i := 0; i < len(text); {
+	for i := 0; i < len(folded); {
 		if !covered[i] {
-			out.WriteByte(text[i])
+			out.WriteString(text[starts[i]:starts[i+1]])
 			i++
 			continue
 		}
-		for i < len(text) && covered[i] {
+		for i < len(folded) && covered[i] {
 			i++
 		}
 		out.WriteString(redacted)
 	}
-	return out.String()
+	return out.String(), true
 }
 
 // decodings are the text read as a server might have encoded it.

@@ -1,6 +1,7 @@
 package vendor
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 )
@@ -63,8 +64,12 @@ func (page VaultPage) Encode(keep func(Connection) bool, withoutKeys bool) []byt
 			continue
 		}
 		if withoutKeys {
+			// Numbers as written: as float64, 12345678901234567890 would
+			// come out 12345678901234567000.
+			dec := json.NewDecoder(bytes.NewReader(row))
+			dec.UseNumber()
 			var v any
-			_ = json.Unmarshal(row, &v) // decoded once already
+			_ = dec.Decode(&v) // decoded once already
 			row, _ = json.Marshal(dropKeys(v))
 		}
 		kept = append(kept, row)
