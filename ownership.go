@@ -39,16 +39,25 @@ func newOwners(client *vendor.Client, size int, ttl time.Duration, platforms map
 	return &owners{vendor: client, cache: c, platforms: platforms, logger: logger, hash: hash}
 }
 
-// cacheKey names one cached answer about id: the hash of the identity, the
-// kind of question and its subject, hashed so entries stay small and hold
-// no key.
-func cacheKey(id identity, kind byte, subject string) string {
+// owner names a caller in the cache: the hash of its identity and type,
+// made once per question (hashing costs more than the lookups).
+type owner string
+
+func ownerOf(id identity) owner {
+	sum := sha256.Sum256([]byte(id.Type + "\x00" + id.ID))
+	return owner(sum[:16])
+}
+
+// key names one cached answer about the owner: the kind of question and
+// its subject, hashed so entries stay small and hold no key.
+func (who owner) key(kind byte, subject string) string {
 	var b [33]byte
-	idSum := sha256.Sum256([]byte(id.Type + "\x00" + id.ID))
-	subjectSum := sha256.Sum256([]byte(subject))
-	copy(b[:16], idSum[:16])
+	copy(b[:16], who)
 	b[16] = kind
-	copy(b[17:], subjectSum[:16])
+	if subject != "" {
+		sum := sha256.Sum256([]byte(subject))
+		copy(b[17:], sum[:16])
+	}
 	return string(b[:])
 }
 
@@ -70,15 +79,15 @@ const (
 //     outdates every answer.
 type epochs struct{ names, deletes string }
 
-func (o *owners) epochs(id identity) epochs {
-	if e, ok := o.cache.Get(cacheKey(id, epochsOf, "")); ok && len(e) == 2*epochLen {
+func (o *owners) epochs(who owner) epochs {
+	if e, ok := o.cache.Get(who.key(epochsOf, "")); ok && len(e) == 2*epochLen {
 		return epochs{e[:epochLen], e[epochLen:]}
 	}
-	return o.setEpochs(id, epochs{newEpoch(), newEpoch()})
+	return o.setEpochs(who, epochs{newEpoch(), newEpoch()})
 }
 
-func (o *owners) setEpochs(id identity, e epochs) epochs {
-	o.cache.Add(cacheKey(id, epochsOf, ""), e.names+e.deletes)
+func (o *owners) setEpochs(who owner, e epochs) epochs {
+	o.cache.Add(who.key(epochsOf, ""), e.names+e.deletes)
 	return e
 }
 
@@ -113,7 +122,8 @@ func (o *owners) check(ctx context.Context, id identity, connectionKey string) e
 	if _, suffix, ok := strings.Cut(connectionKey, "|"); ok && suffix != keySuffix(id.ID) {
 		return o.notOwned(id, connectionKey)
 	}
-	owned, err := o.load(ctx, cacheKey(id, ownsKey, connectionKey), o.epochs(id).deletes, func(ctx context.Context) (string, bool, error) {
+	who := ownerOf(id)
+	owned, err := o.load(ctx, who.key(ownsKey, connectionKey), o.epochs(who).deletes, func(ctx context.Context) (string, bool, error) {
 		owned, err := o.askVault(ctx, id, connectionKey)
 		if err != nil || !owned {
 			return "", false, err
@@ -179,12 +189,13 @@ func (o *owners) resolve(ctx context.Context, id identity, value string) (key, c
 	}
 	// Only the id → key answers outlive a new connection: a platform's
 	// answer changes when the caller connects another account.
-	e := o.epochs(id)
+	who := ownerOf(id)
+	e := o.epochs(who)
 	stamp := e.deletes
 	if !byID {
 		stamp = e.names + e.deletes
 	}
-	found, err := o.load(ctx, cacheKey(id, resolvesName, value), stamp, func(ctx context.Context) (string, bool, error) {
+	found, err := o.load(ctx, who.key(resolvesName, value), stamp, func(ctx context.Context) (string, bool, error) {
 		conn, err := o.find(ctx, id, value, byID)
 		if err != nil {
 			return "", false, err
@@ -245,15 +256,15 @@ func (o *owners) find(ctx context.Context, id identity, value string, byID bool)
 // connections list, since what the caller sees there is what keyless
 // resolves next.
 func (o *owners) renew(id identity) {
-	e := o.epochs(id)
-	o.setEpochs(id, epochs{newEpoch(), e.deletes})
+	who := ownerOf(id)
+	o.setEpochs(who, epochs{newEpoch(), o.epochs(who).deletes})
 }
 
 // forget outdates every cached answer about id's connections: one of them
 // was deleted.
 func (o *owners) forget(id identity) {
-	e := o.epochs(id)
-	o.setEpochs(id, epochs{e.names, newEpoch()})
+	who := ownerOf(id)
+	o.setEpochs(who, epochs{o.epochs(who).names, newEpoch()})
 }
 
 // connectionSummary names a connection without its key, for answers that
