@@ -79,16 +79,25 @@ const (
 //     outdates every answer.
 type epochs struct{ names, deletes string }
 
-func (o *owners) epochs(who owner) epochs {
-	if e, ok := o.cache.Get(who.key(epochsOf, "")); ok && len(e) == 2*epochLen {
-		return epochs{e[:epochLen], e[epochLen:]}
-	}
-	return o.setEpochs(who, epochs{newEpoch(), newEpoch()})
-}
+// epochs are the owner's current epochs, new ones when it has none; renew
+// and forget change one of them. The read and the change are one step, so
+// a renew and a forget at once never undo each other.
+func (o *owners) epochs(who owner) epochs { return o.changeEpochs(who, false, false) }
 
-func (o *owners) setEpochs(who owner, e epochs) epochs {
-	o.cache.Add(who.key(epochsOf, ""), e.names+e.deletes)
-	return e
+func (o *owners) changeEpochs(who owner, names, deletes bool) epochs {
+	e := o.cache.Update(who.key(epochsOf, ""), func(old string, ok bool) string {
+		if !ok || len(old) != 2*epochLen {
+			return newEpoch() + newEpoch()
+		}
+		if names {
+			old = newEpoch() + old[epochLen:]
+		}
+		if deletes {
+			old = old[:epochLen] + newEpoch()
+		}
+		return old
+	})
+	return epochs{e[:epochLen], e[epochLen:]}
 }
 
 // epochLen is the length of an epoch: random bytes, of any value.
@@ -255,17 +264,11 @@ func (o *owners) find(ctx context.Context, id identity, value string, byID bool)
 // it, since the widget they open may connect an account, and so does the
 // connections list, since what the caller sees there is what keyless
 // resolves next.
-func (o *owners) renew(id identity) {
-	who := ownerOf(id)
-	o.setEpochs(who, epochs{newEpoch(), o.epochs(who).deletes})
-}
+func (o *owners) renew(id identity) { o.changeEpochs(ownerOf(id), true, false) }
 
 // forget outdates every cached answer about id's connections: one of them
 // was deleted.
-func (o *owners) forget(id identity) {
-	who := ownerOf(id)
-	o.setEpochs(who, epochs{o.epochs(who).names, newEpoch()})
-}
+func (o *owners) forget(id identity) { o.changeEpochs(ownerOf(id), false, true) }
 
 // connectionSummary names a connection without its key, for answers that
 // list candidates.

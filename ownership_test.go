@@ -100,3 +100,24 @@ func BenchmarkOwnershipCacheHit(b *testing.B) {
 		}
 	})
 }
+
+// TestRenewAndForgetAtOnceNeverUndoEachOther: a forget outdates every
+// answer even when a renew runs at the same moment (a read-then-write of
+// both epochs would put the old deletes epoch back).
+func TestRenewAndForgetAtOnceNeverUndoEachOther(t *testing.T) {
+	m, _ := newMetrics(nil)
+	o := newOwners(nil, 100, time.Minute, nil, zap.NewNop(), nil, m)
+	id := identity{ID: "alice", Type: "user"}
+	seen := map[string]bool{o.epochs(ownerOf(id)).deletes: true}
+	for range 200 {
+		done := make(chan struct{})
+		go func() { o.renew(id); close(done) }()
+		o.forget(id)
+		<-done
+		deletes := o.epochs(ownerOf(id)).deletes
+		if seen[deletes] {
+			t.Fatal("a forget was undone by a renew at the same moment")
+		}
+		seen[deletes] = true
+	}
+}

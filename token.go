@@ -113,7 +113,15 @@ func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error)
 	payload := tokenPayload(id)
 
 	guess := int(t.pages.Load())
-	results, err := t.fetchPages(ctx, payload, 1, guess)
+	results, failed, err := t.fetchPages(ctx, payload, 1, guess)
+	if err != nil && failed > 1 && ctx.Err() == nil {
+		// The remembered count is a guess: the account may have fewer
+		// pages now, and a page it no longer has may fail. Ask again as
+		// the first time, page 1 first.
+		releasePages(results)
+		guess = 1
+		results, _, err = t.fetchPages(ctx, payload, 1, guess)
+	}
 	defer func() { releasePages(results) }()
 	if err != nil {
 		return nil, err
@@ -131,7 +139,7 @@ func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error)
 		return vendor.WithWhiteLabel(results[0].body, <-flags), nil
 	}
 	if pages > guess {
-		more, err := t.fetchPages(ctx, payload, guess+1, pages)
+		more, _, err := t.fetchPages(ctx, payload, guess+1, pages)
 		results = append(results, more...)
 		if err != nil {
 			return nil, err
@@ -159,13 +167,14 @@ type pageResult struct {
 
 // fetchPages fetches pages from..to with a fixed pool of workers and
 // returns when every worker has ended. The first failure stops the rest and
-// is returned. The workers touch only ctx (a work context) and their own
-// results.
-func (t *tokenSource) fetchPages(ctx context.Context, payload []byte, from, to int) ([]pageResult, error) {
+// is returned, with its page. The workers touch only ctx (a work context)
+// and their own results.
+func (t *tokenSource) fetchPages(ctx context.Context, payload []byte, from, to int) ([]pageResult, int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make([]pageResult, to-from+1)
 	var failure error
+	failed := 0
 	var once sync.Once
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -176,7 +185,7 @@ func (t *tokenSource) fetchPages(ctx context.Context, payload []byte, from, to i
 				r.buf = pageBuffers.Get().(*bytes.Buffer)
 				r.body, r.page, r.err = t.vendor.TokenPage(ctx, payload, strconv.Itoa(from+i), tokenPageLimit, r.buf)
 				if r.err != nil {
-					once.Do(func() { failure = r.err; cancel() })
+					once.Do(func() { failure, failed = r.err, from+i; cancel() })
 				}
 			}
 		})
@@ -194,7 +203,7 @@ feed:
 	if failure == nil && ctx.Err() != nil {
 		failure = ctx.Err() // the caller left, or the token's budget ran out
 	}
-	return results, failure
+	return results, failed, failure
 }
 
 // pageBuffers hold pages while a token is merged; the merge copies the rows.

@@ -567,3 +567,46 @@ func TestSiteEncodeCompressesTheToken(t *testing.T) {
 		t.Fatalf("preflight under encode: %d %v", res.StatusCode, res.Header)
 	}
 }
+
+// TestTokenRecoversWhenTheAccountShrinks: the remembered page count is a
+// guess. When the account has fewer pages now and the vendor refuses the
+// pages it no longer has, the token is still whole, and the next one asks
+// page 1 first.
+func TestTokenRecoversWhenTheAccountShrinks(t *testing.T) {
+	var shrunk atomic.Bool
+	var late atomic.Int64
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v1/authkit" || !shrunk.Load() {
+				next.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if r.URL.Query().Get("page") != "1" {
+				late.Add(1)
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, `{"message":"Invalid page"}`)
+				return
+			}
+			_, _ = io.WriteString(w, `{"rows":[{"id":1}],"total":1,"pages":1,"page":1,"requestId":9}`)
+		})
+	}
+	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 300})
+	g := startGatewayWith(t, vendorSetup{pica: pica, wrap: wrap}, "")
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), 200, "") // 3 pages remembered
+	shrunk.Store(true)
+	for i := range 2 {
+		res := g.as("alice", "POST", "/authkit/token", nil)
+		expect(t, res, 200, "")
+		var token struct {
+			Rows  []json.RawMessage
+			Total int
+		}
+		if json.Unmarshal(res.body, &token) != nil || len(token.Rows) != 1 || token.Total != 1 {
+			t.Fatalf("token %d after the account shrank: %s", i+1, res.body)
+		}
+	}
+	if n := late.Load(); n == 0 || n > 2 {
+		t.Fatalf("%d calls for pages the account no longer has; want those of the first guess only", n)
+	}
+}

@@ -41,6 +41,16 @@ func New[V any](max int, ttl time.Duration) *Cache[V] {
 // Get returns the value of key if it is there and fresh.
 func (c *Cache[V]) Get(key string) (V, bool) {
 	c.mu.Lock()
+	value, ok := c.fresh(key)
+	c.mu.Unlock()
+	if c.OnLookup != nil {
+		c.OnLookup(ok)
+	}
+	return value, ok
+}
+
+// fresh is the value of key if it is there and fresh; c.mu is held.
+func (c *Cache[V]) fresh(key string) (V, bool) {
 	var value V
 	el, ok := c.entries[key]
 	if ok {
@@ -53,18 +63,31 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 			delete(c.entries, key)
 		}
 	}
-	c.mu.Unlock()
-	if c.OnLookup != nil {
-		c.OnLookup(ok)
-	}
 	return value, ok
+}
+
+// Update stores under key what change makes of the value there (ok is
+// false when there is none, or none fresh), in one step: no other call
+// comes between the read and the write. It returns the value stored.
+// Update is bookkeeping: it does not count as a lookup.
+func (c *Cache[V]) Update(key string, change func(old V, ok bool) V) V {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	value := change(c.fresh(key))
+	c.add(key, value)
+	return value
 }
 
 // Add stores value under key for the TTL.
 func (c *Cache[V]) Add(key string, value V) {
-	expires := c.now().Add(c.ttl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.add(key, value)
+}
+
+// add is Add with c.mu held.
+func (c *Cache[V]) add(key string, value V) {
+	expires := c.now().Add(c.ttl)
 	if el, ok := c.entries[key]; ok {
 		e := el.Value.(*cacheEntry[V])
 		e.value, e.expires = value, expires

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -177,5 +178,35 @@ func TestCacheLoadKeepsOnlyWhatFetchSaysToKeep(t *testing.T) {
 	}
 	if _, ok := c.Get("e"); ok {
 		t.Fatal("a failed fetch was cached")
+	}
+}
+
+// TestUpdateIsOneStep: concurrent updates never lose one another, and an
+// update counts as no lookup.
+func TestUpdateIsOneStep(t *testing.T) {
+	c := New[int](10, time.Minute)
+	lookups := 0
+	c.OnLookup = func(bool) { lookups++ }
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 1000 {
+				c.Update("n", func(old int, ok bool) int { return old + 1 })
+			}
+		})
+	}
+	wg.Wait()
+	if n, _ := c.Get("n"); n != 4000 || lookups != 1 {
+		t.Fatalf("%d after 4000 updates, %d lookups counted", n, lookups)
+	}
+	now := time.Now()
+	c.now = func() time.Time { return now.Add(2 * time.Minute) }
+	if v := c.Update("n", func(old int, ok bool) int {
+		if ok {
+			t.Error("an expired value was handed to Update")
+		}
+		return 1
+	}); v != 1 {
+		t.Fatalf("Update returned %d", v)
 	}
 }
