@@ -84,7 +84,7 @@ func (a *AuthKit) unmarshal(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) err
 		case "provider":
 			err = oneArg(d, &a.Provider, checkProvider)
 		case "secret":
-			err = oneArg(d, &a.Secret, func(v string) error { return checkBaked("secret", v) })
+			err = secretArg(d, &a.Secret)
 		case "api":
 			err = oneArg(d, &a.API, checkAPI)
 		case "prefix":
@@ -118,7 +118,7 @@ func (a *AuthKit) unmarshal(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) err
 		case "ticket_ttl":
 			err = durationArg(d, &a.TicketTTL)
 		case "ticket_key":
-			err = oneArg(d, &a.TicketKey, func(v string) error { return checkBaked("ticket_key", v) })
+			err = secretArg(d, &a.TicketKey)
 		case "expose_keys":
 			a.ExposeKeys, err = onOff(d)
 		case "audit":
@@ -173,6 +173,22 @@ func oneArg(d *caddyfile.Dispenser, dst *string, check func(string) error) error
 		if err := check(value); err != nil {
 			return d.Err(err.Error())
 		}
+	}
+	*dst = value
+	return nil
+}
+
+// secretArg reads a secret option's single argument. Its errors never
+// quote the tokens: a secret written into the config, or baked in by
+// {$VAR}, would be printed by caddy run, adapt and the doctor.
+func secretArg(d *caddyfile.Dispenser, dst *string) error {
+	option := d.Val()
+	var value string
+	if !d.AllArgs(&value) {
+		return d.Errf("%s takes exactly one argument", option)
+	}
+	if err := checkBaked(option, value); err != nil {
+		return d.Err(err.Error())
 	}
 	*dst = value
 	return nil

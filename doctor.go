@@ -137,7 +137,7 @@ type foundHandler struct {
 
 // layoutReport is what provisioning said of one handler's place.
 type layoutReport struct {
-	copied bool
+	copied []string
 	err    error
 }
 
@@ -173,11 +173,12 @@ func provisionAll(cfgJSON []byte) (layoutReports, error) {
 		return nil, err
 	}
 	reports := make(layoutReports)
-	observeLayout = func(a *AuthKit, l *layout, copied bool, err error) {
+	observe := func(a *AuthKit, l *layout, copied []string, err error) {
 		key := layoutKey(l.server.Name(), l.hosts, a.Prefix)
 		reports[key] = append(reports[key], layoutReport{copied: copied, err: err})
 	}
-	defer func() { observeLayout = nil }()
+	observeLayout.Store(&observe)
+	defer observeLayout.Store(nil)
 	return reports, caddy.Validate(&cfg)
 }
 
@@ -254,16 +255,19 @@ func checkHandler(ctx caddy.Context, w io.Writer, n int, h foundHandler, place *
 	line("prefix", "%s", a.Prefix)
 	line("cors origins", "%s", strings.Join(a.CORSOrigins, " "))
 	identity := a.Identity + " (" + a.IdentityType + ")"
-	if header := headerOfPlaceholder(a.Identity); header != "" {
+	if headers := identityHeaders(a.Identity, a.IdentityType); len(headers) > 0 {
 		trusted := "from any client"
 		if a.IdentityTrustedProxiesOnly {
 			trusted = "from trusted proxies only"
 		}
-		identity += ", request header " + header + " " + trusted
+		identity += ", request header " + strings.Join(headers, ", ") + " " + trusted
 	}
 	line("identity", "%s", identity)
 	line("ticket ttl", "%s", time.Duration(a.TicketTTL))
-	copied := place != nil && place.copied
+	var copied []string
+	if place != nil {
+		copied = place.copied
+	}
 	for _, warning := range a.warnings(copied) {
 		fmt.Fprintf(w, "  WARNING: %s\n", warning)
 	}

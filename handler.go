@@ -63,7 +63,7 @@ func (rt *route) allows(method string) bool {
 // ServeHTTP answers every request under the prefix, and passes all others
 // on untouched. Metrics and the audit are recorded once a route is done.
 func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if a.identityHeader != "" {
+	if len(a.identityHeaders) > 0 {
 		closeAfterChunked(w, r)
 	}
 	rt, arg, under := a.routeOf(r)

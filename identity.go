@@ -38,7 +38,7 @@ func (a *AuthKit) resolveIdentity(r *http.Request, rt *route) (identity, error) 
 	if repl == nil {
 		return identity{}, newError(http.StatusInternalServerError, "internal_error", "no replacer in request context")
 	}
-	if a.IdentityTrustedProxiesOnly {
+	if a.IdentityTrustedProxiesOnly { // Validate saw a header among the placeholders
 		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
 			return identity{}, newError(http.StatusUnauthorized, "identity_missing", "the identity header is only accepted from a trusted proxy")
 		}
@@ -79,14 +79,26 @@ func keySuffix(id string) string {
 
 var keySuffixReplacer = strings.NewReplacer(" ", "-", ":", "-")
 
-// headerOfPlaceholder returns NAME when placeholder is {http.request.header.NAME},
-// so that header can be stripped before passthrough.
-func headerOfPlaceholder(placeholder string) string {
+// identityHeaders are the request headers the identity and its type are
+// read from ({http.request.header.NAME}): the client must never choose
+// them (stripped before passthrough; trusted proxies only, or copied by
+// forward_auth).
+func identityHeaders(placeholders ...string) []string {
 	const open = "{http.request.header."
-	if strings.HasPrefix(placeholder, open) && strings.HasSuffix(placeholder, "}") {
-		return placeholder[len(open) : len(placeholder)-1]
+	var out []string
+	for _, p := range placeholders {
+		for rest := p; ; {
+			i := strings.Index(rest, open)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(open):]
+			if end := strings.IndexByte(rest, '}'); end > 0 {
+				out = append(out, http.CanonicalHeaderKey(rest[:end]))
+			}
+		}
 	}
-	return ""
+	return out
 }
 
 // closeAfterChunked asks Go's server to close the connection after answering

@@ -1,11 +1,15 @@
 package caddyauthkit
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -71,43 +75,153 @@ func loading(list caddyhttp.RouteList) int {
 	return -1
 }
 
-// before are the handlers that run before a, in the routes loaded ahead
-// of it at each level, and, as raw JSON, those ahead of it in the routes
-// being loaded (the Caddyfile puts directives without matchers in one
-// route, which Caddy loads as a whole).
-func (l *layout) before(a *AuthKit) (loaded []caddyhttp.MiddlewareHandler, raw []map[string]any) {
+// ahead is a handler that runs before this one: loaded already, or only
+// its JSON (the rest of the route being loaded). matched: it sits in a
+// route of its own with matchers, so it may not apply to this handler's
+// requests.
+type ahead struct {
+	loaded  caddyhttp.MiddlewareHandler
+	raw     map[string]any
+	matched bool
+}
+
+// before are the handlers that run before a: at each level, those of the
+// routes loaded ahead of a's, then those of the route being loaded up to
+// the one that is, or holds, a (the Caddyfile puts directives without
+// matchers in one route, which Caddy loads as a whole).
+func (l *layout) before(a *AuthKit) []ahead {
+	var out []ahead
 	for _, list := range l.lists {
 		i := loading(list)
 		if i < 0 {
 			i = len(list)
 		}
 		for _, rt := range list[:i] {
-			loaded = append(loaded, rt.Handlers...)
+			for _, h := range rt.Handlers {
+				out = append(out, ahead{loaded: h, matched: len(rt.MatcherSets) > 0})
+			}
 		}
 		if i == len(list) {
 			continue
 		}
 		for _, h := range list[i].HandlersRaw {
 			var m map[string]any
-			if json.Unmarshal(h, &m) != nil {
-				continue
-			}
-			if m["handler"] == "authkit" && a.isConfig(h) {
+			if json.Unmarshal(h, &m) != nil || a.within(m) {
 				break
 			}
-			raw = append(raw, m)
+			out = append(out, ahead{raw: m}) // a's own route: its matchers are a's
 		}
 	}
-	return loaded, raw
+	return out
 }
 
-// isConfig: raw is the JSON of a handler configured as a.
-func (a *AuthKit) isConfig(raw json.RawMessage) bool {
-	other := new(AuthKit)
-	if json.Unmarshal(raw, other) != nil || other.setDefaults() != nil {
+// within: the handler h (as JSON) is a, or holds it.
+func (a *AuthKit) within(h any) bool {
+	switch v := h.(type) {
+	case map[string]any:
+		if v["handler"] == "authkit" {
+			prefix, _ := v["prefix"].(string)
+			return strings.EqualFold("/"+strings.Trim(cmp.Or(prefix, DefaultPrefix), "/"), a.Prefix)
+		}
+		for _, x := range v {
+			if a.within(x) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if a.within(x) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// strips: h takes a prefix or suffix off the path of a's requests, always,
+// or under a matcher whose prefix may meet a's.
+func (a *AuthKit) strips(h ahead) bool {
+	var prefix, suffix string
+	switch {
+	case h.loaded != nil:
+		rw, ok := h.loaded.(*rewrite.Rewrite)
+		if !ok {
+			return false
+		}
+		prefix, suffix = rw.StripPathPrefix, rw.StripPathSuffix
+	case h.raw["handler"] == "rewrite":
+		prefix, _ = h.raw["strip_path_prefix"].(string)
+		suffix, _ = h.raw["strip_path_suffix"].(string)
+	}
+	if prefix == "" && suffix == "" {
 		return false
 	}
-	return strings.EqualFold(other.Prefix, a.Prefix)
+	stripped := "/" + strings.Trim(strings.ToLower(prefix), "/")
+	return !h.matched || prefix != "" && (under(a.prefixLower, stripped) || under(stripped, a.prefixLower))
+}
+
+// copiedHeaders are the request headers h, a forward_auth, sets from the
+// auth service's answer, having first deleted the client's own (Caddy
+// 2.11.2 on): loaded, or as JSON.
+func copiedHeaders(h ahead) []string {
+	var deleted, set []string
+	collect := func(request *headers.HeaderOps) {
+		if request != nil {
+			deleted = append(deleted, request.Delete...)
+			for name := range request.Set {
+				set = append(set, name)
+			}
+		}
+	}
+	if rp, ok := h.loaded.(*reverseproxy.Handler); ok {
+		for _, hr := range rp.HandleResponse {
+			for _, rt := range hr.Routes {
+				for _, handler := range rt.Handlers {
+					if ops, ok := handler.(*headers.Handler); ok {
+						collect(ops.Request)
+					}
+				}
+			}
+		}
+	}
+	if h.raw["handler"] == "reverse_proxy" {
+		for _, hr := range list(h.raw["handle_response"]) {
+			for _, rt := range list(field(hr, "routes")) {
+				for _, handler := range list(field(rt, "handle")) {
+					var ops headers.Handler
+					if field(handler, "handler") == "headers" && remarshal(handler, &ops) == nil {
+						collect(ops.Request)
+					}
+				}
+			}
+		}
+	}
+	var copied []string
+	for _, name := range set {
+		if slices.ContainsFunc(deleted, func(d string) bool { return strings.EqualFold(d, name) }) {
+			copied = append(copied, http.CanonicalHeaderKey(name))
+		}
+	}
+	return copied
+}
+
+func field(v any, name string) any {
+	m, _ := v.(map[string]any)
+	return m[name]
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// remarshal decodes a generic JSON value into dst.
+func remarshal(v, dst any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, dst)
 }
 
 func hostsOf(sets caddyhttp.MatcherSets) []string {
@@ -128,15 +242,15 @@ func hostsOf(sets caddyhttp.MatcherSets) []string {
 // checkPlace checks where the handler sits in the config being loaded (see
 // checkLayout) and names the place for messages. Outside a server (the
 // doctor's check of one handler, unit tests) there is nothing to check.
-func (a *AuthKit) checkPlace(ctx caddy.Context) (where string, copied bool, err error) {
+func (a *AuthKit) checkPlace(ctx caddy.Context) (where string, copied []string, err error) {
 	place := layoutOf(ctx)
 	where = a.where(place)
 	if place == nil {
-		return where, false, nil
+		return where, nil, nil
 	}
 	copied, err = a.checkLayout(place)
-	if observeLayout != nil {
-		observeLayout(a, place, copied, err) // the doctor reports every handler
+	if observe := observeLayout.Load(); observe != nil {
+		(*observe)(a, place, copied, err) // the doctor reports every handler
 		err = nil
 	}
 	return where, copied, err
@@ -145,7 +259,7 @@ func (a *AuthKit) checkPlace(ctx caddy.Context) (where string, copied bool, err 
 // observeLayout, when set, hears every handler's layout as it is
 // provisioned, and layout errors do not fail the provisioning: the doctor
 // uses it to report on every handler of a config at once.
-var observeLayout func(a *AuthKit, l *layout, copied bool, err error)
+var observeLayout atomic.Pointer[func(a *AuthKit, l *layout, copied []string, err error)]
 
 // checkLayout refuses the places a handler cannot work from, naming its
 // site and prefix:
@@ -157,27 +271,16 @@ var observeLayout func(a *AuthKit, l *layout, copied bool, err error)
 //   - identity_trusted_proxies_only on a server without trusted_proxies:
 //     every request would be refused.
 //
-// It also says whether a forward_auth before the handler copies the
-// identity header, which makes a header identity safe.
-func (a *AuthKit) checkLayout(l *layout) (copied bool, err error) {
+// It also returns the headers a forward_auth before the handler copies
+// from the auth service: a header identity among them is safe, and none of
+// them goes to the vendor.
+func (a *AuthKit) checkLayout(l *layout) (copied []string, err error) {
 	where := a.where(l)
-	stripped := fmt.Errorf("%s is inside handle_path or after uri strip_prefix, so it does not see the path the site's matchers saw: put it in handle (not handle_path), and set prefix to the full path", where)
-	loaded, raw := l.before(a)
-	for _, h := range loaded {
-		switch h := h.(type) {
-		case *rewrite.Rewrite:
-			if h.StripPathPrefix != "" || h.StripPathSuffix != "" {
-				return false, stripped
-			}
-		case *reverseproxy.Handler:
-			copied = copied || a.identityHeader != "" && copiesHeader(h, a.identityHeader)
+	for _, h := range l.before(a) {
+		if a.strips(h) {
+			return nil, fmt.Errorf("%s is inside handle_path or after uri strip_prefix, so it does not see the path the site's matchers saw: put it in handle (not handle_path), and set prefix to the full path", where)
 		}
-	}
-	for _, h := range raw { // not loaded yet: read as configured
-		if h["handler"] == "rewrite" && (h["strip_path_prefix"] != nil || h["strip_path_suffix"] != nil) {
-			return false, stripped
-		}
-		copied = copied || a.identityHeader != "" && h["handler"] == "reverse_proxy" && copiesHeaderRaw(h, a.identityHeader)
+		copied = append(copied, copiedHeaders(h)...)
 	}
 	if a.IdentityTrustedProxiesOnly && !hasTrustedProxies(l.server) {
 		return copied, fmt.Errorf("%s: identity_trusted_proxies_only needs trusted_proxies in the server's options (servers { trusted_proxies static ... }); without them every request would be refused", where)
@@ -194,63 +297,6 @@ func (a *AuthKit) where(l *layout) string {
 		return "authkit (prefix " + a.Prefix + ")"
 	}
 	return "authkit (" + l.site + ", prefix " + a.Prefix + ")"
-}
-
-// copiesHeader: rp is a forward_auth that copies header from the auth
-// service's answer, first deleting the client's own (Caddy 2.11.2 on).
-func copiesHeader(rp *reverseproxy.Handler, header string) bool {
-	var deleted, set bool
-	for _, hr := range rp.HandleResponse {
-		for _, rt := range hr.Routes {
-			for _, h := range rt.Handlers {
-				ops, ok := h.(*headers.Handler)
-				if !ok || ops.Request == nil {
-					continue
-				}
-				for _, name := range ops.Request.Delete {
-					deleted = deleted || strings.EqualFold(name, header)
-				}
-				for name := range ops.Request.Set {
-					set = set || strings.EqualFold(name, header)
-				}
-			}
-		}
-	}
-	return deleted && set
-}
-
-// copiesHeaderRaw is copiesHeader of a reverse_proxy not loaded yet.
-func copiesHeaderRaw(rp map[string]any, header string) bool {
-	var deleted, set bool
-	for _, hr := range list(rp["handle_response"]) {
-		for _, rt := range list(field(hr, "routes")) {
-			for _, h := range list(field(rt, "handle")) {
-				if field(h, "handler") != "headers" {
-					continue
-				}
-				request := field(h, "request")
-				for _, name := range list(field(request, "delete")) {
-					name, _ := name.(string)
-					deleted = deleted || strings.EqualFold(name, header)
-				}
-				set_, _ := field(request, "set").(map[string]any)
-				for name := range set_ {
-					set = set || strings.EqualFold(name, header)
-				}
-			}
-		}
-	}
-	return deleted && set
-}
-
-func field(v any, name string) any {
-	m, _ := v.(map[string]any)
-	return m[name]
-}
-
-func list(v any) []any {
-	l, _ := v.([]any)
-	return l
 }
 
 // hasTrustedProxies: the server has trusted_proxies. Caddy loads them

@@ -118,7 +118,7 @@ func TestBakedSecretIsRefusedHoweverItGotThere(t *testing.T) {
 func TestHeaderIdentityWarningNamesTheSiteAndTrustsCopyHeaders(t *testing.T) {
 	startGateway(t, nil, "")
 	log := readLog(t)
-	mustContain(t, log, "authkit (site localhost, prefix /authkit): identity is the request header X-Auth-User", "Caddy's log")
+	mustContain(t, log, "authkit (site localhost, prefix /authkit): the identity comes from the request header X-Auth-User", "Caddy's log")
 
 	start := len(readLog(t))
 	tester := caddytest.NewTester(t)
@@ -159,7 +159,7 @@ http://uncopied.test:9080 {
 	}
 	log = readLog(t)[start:]
 	mustContain(t, log, "site uncopied.test", "Caddy's log")
-	if strings.Contains(log, "site copied.test, prefix /authkit): identity is the request header") {
+	if strings.Contains(log, "site copied.test, prefix /authkit): the identity comes from the request header") {
 		t.Fatal("warned of a header that forward_auth copies")
 	}
 }

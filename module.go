@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,17 +168,20 @@ type AuthKit struct {
 	// made from `api`; given, its upstreams and transport default to `api`.
 	ProxyRaw json.RawMessage `json:"proxy,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
 
-	provider       *vendor.Provider
-	secret         string
-	apiURL         *url.URL
-	prefixLower    string
-	identityHeader string
-	ownershipOn    bool
-	exposeKeys     bool
-	ticketOnly     bool
-	platforms      map[string]struct{}
-	actions        map[string]struct{}
-	logHash        *keyedHash
+	provider        *vendor.Provider
+	secret          string
+	apiURL          *url.URL
+	prefixLower     string
+	identityHeaders []string // see identityHeaders
+	// stripped are the headers passthrough never forwards besides the
+	// fixed ones: the identity headers and those forward_auth copies.
+	stripped    []string
+	ownershipOn bool
+	exposeKeys  bool
+	ticketOnly  bool
+	platforms   map[string]struct{}
+	actions     map[string]struct{}
+	logHash     *keyedHash
 
 	proxy      *reverseproxy.Handler
 	vendor     *vendor.Client
@@ -212,11 +216,12 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.prefixLower = strings.ToLower(a.Prefix)
-	a.identityHeader = headerOfPlaceholder(a.Identity)
+	a.identityHeaders = identityHeaders(a.Identity, a.IdentityType)
 	where, copied, err := a.checkPlace(ctx)
 	if err != nil {
 		return err
 	}
+	a.stripped = slices.Concat(a.identityHeaders, copied)
 	for _, option := range [][2]string{{"secret", a.Secret}, {"ticket_key", a.TicketKey}} {
 		if err := checkBaked(option[0], option[1]); err != nil {
 			return fmt.Errorf("%s: %v", where, err)

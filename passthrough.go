@@ -63,7 +63,7 @@ func (a *AuthKit) servePassthrough(w *recorder, rq *request) error {
 	}
 	defer release()
 
-	stripClientHeaders(r.Header, a.identityHeader)
+	stripClientHeaders(r.Header, a.stripped)
 	r.URL.RawPath = a.apiURL.EscapedPath() + inspect.PassthroughBase + rq.arg
 	r.URL.Path = a.apiURL.Path + upstreamPath
 	body := &bodyReader{ReadCloser: r.Body}
@@ -199,17 +199,21 @@ func refuseHopByHop(h http.Header) error {
 }
 
 // stripClientHeaders removes what must not reach the vendor, or the third
-// party behind it: the app's own credentials, the identity header, the
-// client's forwarding headers, and every spelling of the headers the
-// transport sets from what was checked (secret, connection key, action id).
-func stripClientHeaders(h http.Header, identityHeader string) {
+// party behind it: the app's own credentials and anti-forgery tokens, the
+// identity headers and every other header the auth layer set (stripped),
+// the client's forwarding headers, where the page was (Origin, Referer),
+// a method override (the third party would run another call than the one
+// checked), and every spelling of the headers the transport sets from what
+// was checked (secret, connection key, action id).
+func stripClientHeaders(h http.Header, stripped []string) {
 	for name := range h {
 		lower := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
 		switch {
 		case lower == "cookie", lower == "authorization", lower == "proxy-authorization",
+			lower == "x-csrf-token", lower == "x-xsrf-token", lower == "origin", lower == "referer",
 			lower == "forwarded", lower == "x-real-ip", strings.HasPrefix(lower, "x-forwarded-"),
-			matchesAny(name, transportHeaders), matchesAny(name, gatewayOwnHeaders),
-			identityHeader != "" && strings.EqualFold(lower, identityHeader):
+			strings.Contains(lower, "method-override"), lower == "x-http-method",
+			matchesAny(name, transportHeaders), matchesAny(name, gatewayOwnHeaders), matchesAny(name, stripped):
 			delete(h, name)
 		}
 	}

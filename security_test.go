@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddytest"
 	"golang.org/x/net/http2"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
@@ -598,5 +600,76 @@ func TestHTTP2RepeatedHeadersAreRefused(t *testing.T) {
 	sent := requestsTo(g.pica, sandbox.EndpointPassthrough)
 	if len(sent) != 1 || len(sent[0].Header.Values("X-Pica-Connection-Key")) != 1 || sent[0].Header.Get("X-Pica-Connection-Key") != g.alice.Key {
 		t.Fatalf("the vendor got %v", sent)
+	}
+}
+
+// TestPassthroughForwardsNothingOfTheAppOrItsAuthLayer: behind forward_auth
+// copying the identity, its type and more about the user, a passthrough
+// call reaches the third party with its own headers only: nothing the auth
+// layer set (not even what it copies besides the identity), no method
+// override (the third party would run another call than the one checked),
+// no anti-forgery token, no Origin or Referer of the app's page.
+func TestPassthroughForwardsNothingOfTheAppOrItsAuthLayer(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	alice := pica.AddConnection("alice", "team", "notion")
+	api := httptest.NewServer(pica)
+	defer api.Close()
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Remote-User", "alice")
+		w.Header().Set("Remote-Kind", "team")
+		w.Header().Set("Remote-Email", "alice@example.com")
+		w.Header().Set("Remote-Groups", "admins")
+	}))
+	defer auth.Close()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`{
+	admin localhost:2999
+	skip_install_trust
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+}
+http://localhost:9080 {
+	forward_auth %s {
+		uri /verify
+		copy_headers Remote-User Remote-Kind Remote-Email Remote-Groups
+	}
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+		identity {http.request.header.Remote-User}
+		identity_type {http.request.header.Remote-Kind}
+	}
+}
+`, strings.TrimPrefix(auth.URL, "http://"), api.URL), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	g := &gateway{t: t, tester: tester}
+	res := g.do(call{method: "POST", url: appURL + "/authkit/passthrough/v1/pages", body: []byte(`{"a":1}`), header: map[string]string{
+		"X-Pica-Connection-Key":  alice.Key,
+		"Content-Type":           "application/json",
+		"Notion-Version":         "2022-06-28",
+		"X-HTTP-Method-Override": "DELETE",
+		"X-Method-Override":      "DELETE",
+		"X-HTTP-Method":          "DELETE",
+		"X-Csrf-Token":           "app-csrf",
+		"Origin":                 "https://app.example.com",
+		"Referer":                "https://app.example.com/private/settings",
+		"Remote-Email":           "spoofed@example.com",
+	}})
+	expect(t, res, 200, "")
+	e := res.echo(t)
+	if e.Method != "POST" || e.Headers.Get("Notion-Version") != "2022-06-28" || e.Headers.Get("Content-Type") != "application/json" {
+		t.Fatalf("the call's own headers did not arrive: %s %v", e.Method, e.Headers)
+	}
+	for _, name := range []string{"Remote-User", "Remote-Kind", "Remote-Email", "Remote-Groups", "X-Http-Method-Override",
+		"X-Method-Override", "X-Http-Method", "X-Csrf-Token", "Origin", "Referer"} {
+		if v := e.Headers.Get(name); v != "" {
+			t.Errorf("%s reached the third party: %q", name, v)
+		}
+	}
+	if strings.Contains(string(res.body), "alice@example.com") || strings.Contains(string(res.body), "admins") {
+		t.Fatalf("what the auth layer knows of the user reached the third party: %s", res.body)
 	}
 }

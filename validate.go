@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
+	"slices"
 	"strings"
 
 	"github.com/caddyauthkit/caddyauthkit/internal/inspect"
@@ -36,8 +38,8 @@ func (a *AuthKit) Validate() error {
 			return fmt.Errorf("authkit: %v", err)
 		}
 	}
-	if a.IdentityTrustedProxiesOnly && a.identityHeader == "" {
-		return fmt.Errorf("authkit: identity_trusted_proxies_only needs a header identity ({http.request.header.*})")
+	if a.IdentityTrustedProxiesOnly && len(a.identityHeaders) == 0 {
+		return fmt.Errorf("authkit: identity_trusted_proxies_only needs a header identity or identity type ({http.request.header.*})")
 	}
 	return nil
 }
@@ -74,11 +76,13 @@ func parseAPI(api string) (*url.URL, error) {
 	return u, nil
 }
 
-// checkPrefix refuses "/", which would take every request of the site.
+// checkPrefix accepts a plain, clean path: not "/", which would take every
+// request of the site, and nothing Caddy's path matcher would clean into
+// another path (a request is matched on its cleaned path).
 func checkPrefix(prefix string) error {
 	trimmed := strings.Trim(prefix, "/")
-	if trimmed == "" || strings.ContainsAny(trimmed, "{}*?#% ") {
-		return fmt.Errorf("prefix %q must be a plain path such as /authkit, not the whole site", prefix)
+	if trimmed == "" || strings.ContainsAny(trimmed, "{}*?#%\\ ") || path.Clean("/"+trimmed) != "/"+trimmed {
+		return fmt.Errorf("prefix %q must be a plain, clean path such as /authkit, not the whole site", prefix)
 	}
 	return nil
 }
@@ -87,31 +91,58 @@ func checkIdentity(placeholder string) error {
 	if !isPlaceholder(placeholder) {
 		return fmt.Errorf("identity %q must be a placeholder set by the authentication layer, such as {http.auth.user.id}", placeholder)
 	}
-	if strings.HasPrefix(placeholder, "{http.auth.candidate") {
-		return fmt.Errorf("identity %q holds rejected users; use {http.auth.user.id}", placeholder)
-	}
-	return nil
+	return checkIdentitySource("identity", placeholder)
 }
 
 func checkIdentityType(kind string) error {
-	if !isPlaceholder(kind) && !inspect.IdentityType(kind) {
-		return fmt.Errorf("identity_type must be user, team, organization, project or a placeholder, not %q", kind)
+	if !isPlaceholder(kind) {
+		if !inspect.IdentityType(kind) {
+			return fmt.Errorf("identity_type must be user, team, organization, project or a placeholder, not %q", kind)
+		}
+		return nil
+	}
+	return checkIdentitySource("identity_type", kind)
+}
+
+// checkIdentitySource refuses placeholders that name no authenticated
+// caller: what the client writes in the URL, a cookie or the body (a
+// request header is allowed: an auth layer or a trusted proxy sets it, and
+// the warnings say so), values that are the same for everyone, and the
+// users an auth layer rejected.
+func checkIdentitySource(option, placeholder string) error {
+	for _, source := range []struct{ prefix, why string }{
+		{"{http.auth.candidate", "holds users the auth layer rejected; use {http.auth.user.id}"},
+		{"{http.request.cookie.", "is a cookie the client sends as it likes; let an auth layer check it (forward_auth) and copy the caller into a header"},
+		{"{http.request.uri", "is part of the URL the client writes"},
+		{"{http.request.orig_uri", "is part of the URL the client writes"},
+		{"{http.request.host", "is the host the client names"},
+		{"{http.request.body", "is the body the client writes"},
+		{"{http.request.method", "is the method the client writes"},
+		{"{env.", "is the same for every caller"},
+		{"{file.", "is the same for every caller"},
+		{"{system.", "is the same for every caller"},
+	} {
+		if strings.Contains(placeholder, source.prefix) {
+			return fmt.Errorf("%s %s %s", option, placeholder, source.why)
+		}
 	}
 	return nil
 }
 
 // warnings lists what the configuration allows but is likely a mistake; the
 // handler logs them at provision and `caddy authkit doctor` prints them.
-// copied says that a forward_auth in front copies the identity header.
-// Call after setDefaults.
-func (a *AuthKit) warnings(copied bool) []string {
+// copied are the headers a forward_auth in front copies from the auth
+// service. Call after setDefaults.
+func (a *AuthKit) warnings(copied []string) []string {
 	var out []string
 	if !isPlaceholder(a.Secret) {
 		out = append(out, "the secret is written into the config; use {env.ONE_SECRET_KEY} or {file.*} so it stays out of the admin API and autosaved config")
 	}
-	if header := headerOfPlaceholder(a.Identity); header != "" && !a.IdentityTrustedProxiesOnly && !copied {
-		out = append(out, "identity is the request header "+header+": the authentication layer must set it and strip the client's own "+
-			"(forward_auth ... { copy_headers "+header+" }), or any client names itself; add identity_trusted_proxies_only if it comes from a trusted proxy")
+	for _, header := range identityHeaders(a.Identity, a.IdentityType) {
+		if !a.IdentityTrustedProxiesOnly && !slices.ContainsFunc(copied, func(c string) bool { return strings.EqualFold(c, header) }) {
+			out = append(out, "the identity comes from the request header "+header+": the authentication layer must set it and strip the client's own "+
+				"(forward_auth ... { copy_headers "+header+" }), or any client names itself; add identity_trusted_proxies_only if it comes from a trusted proxy")
+		}
 	}
 	if a.TicketOnly != nil && !*a.TicketOnly {
 		out = append(out, "ticket_only is off: the token route takes the identity from "+a.Identity+" too, so the site's auth layer must cover the token route "+
@@ -119,7 +150,7 @@ func (a *AuthKit) warnings(copied bool) []string {
 	}
 	for _, origin := range a.CORSOrigins {
 		if origin == "*" {
-			out = append(out, "cors_origins * lets any web site call the routes with the user's credentials; list the vendor's iframe and your app")
+			out = append(out, "cors_origins * lets any web site read what the routes answer it (the token, to anyone holding a ticket); list the vendor's iframe and your app")
 		}
 	}
 	if u, err := url.Parse(a.API); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
