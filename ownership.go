@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -168,16 +169,36 @@ func (o *owners) askVault(ctx context.Context, id identity, connectionKey string
 	} else {
 		query.Set("key", connectionKey)
 	}
-	page, err := o.vendor.VaultList(ctx, query)
-	if err != nil {
-		return false, err
-	}
-	for _, row := range page.Rows {
-		if row.Key == connectionKey && row.OwnedBy(id.ID, id.Type) {
-			return true, nil
+	owned := false
+	err := o.eachRow(ctx, query, func(row vendor.Connection) bool {
+		owned = row.Key == connectionKey && row.OwnedBy(id.ID, id.Type)
+		return owned
+	})
+	return owned, err
+}
+
+// maxVaultPages bounds how many pages of 100 rows a question reads.
+const maxVaultPages = 10
+
+// eachRow hands the rows the vault lists for query to fn, page by page,
+// until fn says it has what it wanted or the pages end.
+func (o *owners) eachRow(ctx context.Context, query url.Values, fn func(vendor.Connection) bool) error {
+	for n := 1; n <= maxVaultPages; n++ {
+		query.Set("page", strconv.Itoa(n))
+		page, err := o.vendor.VaultList(ctx, query)
+		if err != nil {
+			return err
+		}
+		for _, row := range page.Rows {
+			if fn(row) {
+				return nil
+			}
+		}
+		if len(page.Rows) == 0 || n >= page.Pages() {
+			return nil
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // resolve finds the caller's one active connection named by value (keyless
@@ -235,17 +256,17 @@ func (o *owners) find(ctx context.Context, id identity, value string, byID bool)
 		return conn, nil
 	}
 	query := url.Values{"identity": {id.ID}, "identityType": {id.Type}, "platform": {value}, "active": {"true"}, "limit": {"100"}}
-	page, err := o.vendor.VaultList(ctx, query)
-	if err != nil {
-		return vendor.Connection{}, err
-	}
 	var matches []vendor.Connection
-	for _, row := range page.Rows {
+	err := o.eachRow(ctx, query, func(row vendor.Connection) bool {
 		// The filters are checked again: a vault that ignored one must not
 		// hand out someone else's key.
 		if mine(row) && row.Platform == value {
 			matches = append(matches, row)
 		}
+		return false
+	})
+	if err != nil {
+		return vendor.Connection{}, err
 	}
 	switch len(matches) {
 	case 0:

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyauthkit/caddyauthkit/sandbox"
 	"go.uber.org/zap"
 )
 
@@ -119,5 +120,28 @@ func TestRenewAndForgetAtOnceNeverUndoEachOther(t *testing.T) {
 			t.Fatal("a forget was undone by a renew at the same moment")
 		}
 		seen[deletes] = true
+	}
+}
+
+// TestOwnershipReadsPastTheVaultsFirstPage: where the vault is asked by
+// platform (a key with a comma, keyless by platform), the caller's
+// connection on page 2 of 100 rows is found, and all of them count.
+func TestOwnershipReadsPastTheVaultsFirstPage(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	const carol = "uid=carol,ou=people"
+	var last sandbox.Connection
+	for range 150 {
+		last = pica.AddConnection(carol, "user", "gmail")
+	}
+	g := startGatewayBehind(t, pica, nil, "", "")
+	as := func(header map[string]string) response {
+		header["X-Auth-User"], header["X-Auth-Type"] = carol, "user"
+		return g.do(call{method: "GET", url: headerURL + "/authkit/passthrough/users/me", header: header})
+	}
+	expect(t, as(map[string]string{"X-Pica-Connection-Key": last.Key}), 200, "")
+	res := as(map[string]string{"X-AuthKit-Connection": "gmail"})
+	expect(t, res, 409, "connection_ambiguous")
+	if n := len(res.json(t)["error"].(map[string]any)["connections"].([]any)); n != 150 {
+		t.Fatalf("%d candidates named, want all 150", n)
 	}
 }

@@ -54,6 +54,9 @@ func (a *AuthKit) servePassthrough(w *recorder, rq *request) error {
 	if err != nil {
 		return err
 	}
+	if err := inspect.PinQuery(r.URL.RawQuery, call.connectionKey); err != nil {
+		return err
+	}
 	if err := inspect.PinBody(r, call.connectionKey); err != nil {
 		return err
 	}
@@ -63,17 +66,20 @@ func (a *AuthKit) servePassthrough(w *recorder, rq *request) error {
 	}
 	defer release()
 
+	// The headers go from the request Caddy logs too (never a key in a log
+	// line); the path changes on the request that leaves only.
 	stripClientHeaders(r.Header, a.stripped)
-	r.URL.RawPath = a.apiURL.EscapedPath() + inspect.PassthroughBase + rq.arg
-	r.URL.Path = a.apiURL.Path + upstreamPath
+	out := r.WithContext(context.WithValue(r.Context(), checkedCallKey{}, call))
+	upstream := *r.URL
+	upstream.RawPath, upstream.Path = inspect.PassthroughBase+rq.arg, upstreamPath
+	out.URL = &upstream
 	body := &bodyReader{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = body
+		out.Body = body
 	}
-	r = r.WithContext(context.WithValue(r.Context(), checkedCallKey{}, call))
 
 	w.proxying = true
-	err = a.proxy.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	err = a.proxy.ServeHTTP(w, out, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
 	w.proxying = false
 	if w.status == 0 && (err != nil || w.canceled) {
 		if body.failed() {

@@ -54,6 +54,9 @@ func (a *AuthKit) provisionProxy(ctx caddy.Context) (http.RoundTripper, error) {
 		if err := json.Unmarshal(rp.TransportRaw, &transport); err != nil {
 			return nil, fmt.Errorf("authkit: decoding the proxy's transport: %v", err)
 		}
+		if transport.ResponseHeaderTimeout == 0 {
+			transport.ResponseHeaderTimeout = a.Timeout // as promised by `timeout`
+		}
 	}
 	if a.apiURL.Scheme == "https" && transport.TLS == nil {
 		// An https api is spoken to over TLS, also by a transport given
@@ -124,7 +127,9 @@ type vendorTransport struct {
 func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	call, _ := req.Context().Value(checkedCallKey{}).(*checkedCall)
 	if call == nil {
-		return nil, fmt.Errorf("authkit: passthrough request without a checked call")
+		// Caddy's own requests (active health checks): nothing is added,
+		// the secret least of all.
+		return t.next.RoundTrip(req)
 	}
 	out := req.Clone(req.Context())
 	for name := range out.Header {
@@ -173,6 +178,19 @@ func (t *vendorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // of the vendor's health.
 const outcomeRelayed = "relayed"
 
+// ProxyProtocolEnabled and OverrideHealthCheckScheme pass on what Caddy's
+// proxy asks of the transport it was given (proxy_protocol, health checks).
+func (t *vendorTransport) ProxyProtocolEnabled() bool {
+	ppt, ok := t.next.(reverseproxy.ProxyProtocolTransport)
+	return ok && ppt.ProxyProtocolEnabled()
+}
+
+func (t *vendorTransport) OverrideHealthCheckScheme(base *url.URL, port string) {
+	if o, ok := t.next.(reverseproxy.HealthCheckSchemeOverriderTransport); ok {
+		o.OverrideHealthCheckScheme(base, port)
+	}
+}
+
 // adaptResponse restores the third party's Content-Type, flags a third
 // party's 401 as a grant to renew, and replaces an error of the vendor's own
 // (one without renamed third-party headers) with the gateway's envelope,
@@ -183,6 +201,10 @@ func adaptResponse(res *http.Response, secret string, call *checkedCall) *vendor
 			delete(res.Header, name)
 		}
 	}
+	// A user's answer, served on the app's origin: no shared cache keeps
+	// it, and no browser reads it as another type than it says.
+	res.Header.Set("Cache-Control", "private, no-store")
+	res.Header.Set("X-Content-Type-Options", "nosniff")
 	if vendor.FromThirdParty(res.Header) {
 		for name, values := range res.Header {
 			if strings.EqualFold(vendor.ThirdPartyHeader(name), "Content-Type") {

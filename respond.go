@@ -1,6 +1,7 @@
 package caddyauthkit
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 
@@ -33,6 +34,16 @@ func (w *recorder) WriteHeader(status int) {
 	w.ResponseWriterWrapper.WriteHeader(status)
 }
 
+// ReadFrom is the wrapped writer's, recorded too (io.Copy prefers it).
+func (w *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriterWrapper.ReadFrom(src)
+	w.bytes += n
+	return n, err
+}
+
 func (w *recorder) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -57,7 +68,7 @@ func writeJSON(w http.ResponseWriter, body []byte) {
 // failed, at debug when the caller was refused.
 func (a *AuthKit) writeError(w http.ResponseWriter, rq *request, err error) {
 	body := errorBody(err)
-	if body.Status >= 500 {
+	if body.Status >= 500 && body.Code != "overloaded" { // overload is counted, not logged per request
 		fields := []zap.Field{
 			zap.String("route", rq.route.name),
 			zap.Int("status", body.Status),

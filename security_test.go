@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -672,4 +673,33 @@ http://localhost:9080 {
 	if strings.Contains(string(res.body), "alice@example.com") || strings.Contains(string(res.body), "admins") {
 		t.Fatalf("what the auth layer knows of the user reached the third party: %s", res.body)
 	}
+}
+
+// TestPassthroughAnswersAreTheCallersAlone: a passthrough answer is never
+// kept by a shared cache nor sniffed as another type; a connectionKey in
+// the query must be the checked one, as in the body.
+func TestPassthroughAnswersAreTheCallersAlone(t *testing.T) {
+	g := startGateway(t, nil, "")
+	key := map[string]string{"X-Pica-Connection-Key": g.alice.Key}
+	res := g.as("alice", "GET", "/authkit/passthrough/users/me?connectionKey="+url.QueryEscape(g.alice.Key), key)
+	expect(t, res, 200, "")
+	if res.Header.Get("Cache-Control") != "private, no-store" || res.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("passthrough answer headers %v", res.Header)
+	}
+	g.pica.ResetRequests()
+	for _, query := range []string{"connectionKey=" + url.QueryEscape(g.bob.Key), "input%5BconnectionKey%5D=" + url.QueryEscape(g.bob.Key)} {
+		expect(t, g.as("alice", "GET", "/authkit/passthrough/users/me?"+query, key), 403, "connection_not_owned")
+	}
+	if n := len(requestsTo(g.pica, "passthrough")); n != 0 {
+		t.Fatalf("%d calls naming another key in the query reached the vendor", n)
+	}
+}
+
+// TestTimeoutBoundsPassthroughWithAGivenTransport: a proxy block that sets
+// only a dial timeout keeps `timeout` as the wait for the vendor's answer.
+func TestTimeoutBoundsPassthroughWithAGivenTransport(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	g := startGateway(t, pica, "timeout 300ms\n\t\tproxy {\n\t\t\ttransport http {\n\t\t\t\tdial_timeout 2s\n\t\t\t}\n\t\t}")
+	pica.SetFault("passthrough", sandbox.Fault{Delay: time.Minute})
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/slow", map[string]string{"X-Pica-Connection-Key": g.alice.Key}), 504, "vendor_timeout")
 }

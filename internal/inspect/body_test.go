@@ -673,3 +673,38 @@ func FuzzPinBody(f *testing.F) {
 		}
 	})
 }
+
+// TestPinQueryRefusesAnotherKeyInTheQuery: the query may name the checked
+// key (once) or none; another, however spelled or encoded, is 403.
+func TestPinQueryRefusesAnotherKeyInTheQuery(t *testing.T) {
+	const key = "test::gmail::default::abc|alice"
+	other := url.QueryEscape("test::gmail::default::abc|bob")
+	for query, want := range map[string]string{
+		"":                                      "",
+		"a=1&b=2":                               "",
+		"monkey=1&keys=2":                       "",
+		"connectionKey=" + url.QueryEscape(key): "",
+		"connectionKey=" + other:                "connection_not_owned",
+		"connection_key=" + other:               "connection_not_owned",
+		"ConnectionKEY=" + other:                "connection_not_owned",
+		"input[connectionKey]=" + other:         "connection_not_owned",
+		"a=1;connectionKey=" + other:            "connection_not_owned",
+		"%63onnectionKey=" + other:              "connection_not_owned",
+		"connection%4Bey=" + other:              "connection_not_owned",
+		"connection+key=" + other:               "connection_not_owned",
+		"\uff43onnectionKey=" + other:           "connection_not_owned",
+		"connectionKey":                         "connection_not_owned",
+		"connectionKey=%zz":                     "connection_not_owned",
+		"%zz=1&key=x":                           "query_invalid",
+		"connectionKey=" + url.QueryEscape(key) + "&connectionKey=" + url.QueryEscape(key): "body_ambiguous",
+	} {
+		err := PinQuery(query, key)
+		got := ""
+		if err != nil {
+			got = err.(*Refusal).Code
+		}
+		if got != want {
+			t.Errorf("PinQuery(%q) = %q, want %q", query, got, want)
+		}
+	}
+}

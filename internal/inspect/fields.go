@@ -246,3 +246,32 @@ func isConnectionKeyName(name string) bool {
 	}, norm.NFKC.String(name))
 	return strings.EqualFold(folded, "connectionkey")
 }
+
+// PinQuery makes sure a passthrough call's query names no other connection
+// key than key, as PinBody does for its body: an endpoint might read
+// connectionKey from the query too. Fields are read as servers split them
+// (on & and ;) and percent-decoded; one that cannot be decoded is refused.
+func PinQuery(rawQuery, key string) error {
+	if isASCII(rawQuery) && !strings.ContainsAny(rawQuery, "%+") && !strings.Contains(strings.ToLower(rawQuery), "key") {
+		return nil // no field can be named like a key
+	}
+	named := false
+	for _, field := range strings.FieldsFunc(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		rawName, rawValue, _ := strings.Cut(field, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			return refuse(http.StatusBadRequest, "query_invalid", "the query string is malformed")
+		}
+		if !isKeyField(name) {
+			continue
+		}
+		if value, err := url.QueryUnescape(rawValue); err != nil || value != key {
+			return errOtherKey()
+		}
+		if named {
+			return errAmbiguous()
+		}
+		named = true
+	}
+	return nil
+}

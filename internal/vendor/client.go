@@ -177,9 +177,6 @@ func (c *Client) attempt(ctx context.Context, cl call, attempt int) (body []byte
 		status = resp.StatusCode
 		body, err = readBody(resp, cl.buffer)
 		resp.Body.Close()
-		if err == nil && len(body) > maxBody {
-			err = errors.New("answer larger than 32 MiB")
-		}
 	}
 	if done != nil {
 		done(status, err)
@@ -188,6 +185,8 @@ func (c *Client) attempt(ctx context.Context, cl call, attempt int) (body []byte
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, -1, err // cancelled or out of time: final
+	case err == nil && len(body) > maxBody:
+		return nil, -1, ErrBadAnswer("it is larger than 32 MiB") // it would be again
 	case err != nil && status != 0:
 		return nil, 0, ErrBadAnswer("it broke off") // worth another try
 	case err != nil:

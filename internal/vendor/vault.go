@@ -36,6 +36,16 @@ type VaultPage struct {
 	Rows   []Connection
 }
 
+// Pages is how many pages the vendor says the list has; 1 when it does
+// not say.
+func (page VaultPage) Pages() int {
+	var n int
+	if json.Unmarshal(page.fields["pages"], &n) != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
 // DecodeVaultPage reads a vault list answer.
 func DecodeVaultPage(body []byte) (VaultPage, error) {
 	var page VaultPage
