@@ -9,13 +9,11 @@ import (
 	"sync"
 )
 
-// Purposes of the keys derived from the secret. Every instance that holds
-// the same secret derives the same keys, so hashes and tickets agree across
-// instances without a shared store.
-const (
-	purposeLogHash = "caddyauthkit log hash v1"
-	purposeTicket  = "caddyauthkit ticket v1"
-)
+// purposeLogHash names the key of the hashes in logs, derived from the
+// secret: every instance that holds the same secret derives the same key,
+// so the hashes agree across instances without a shared store. (Tickets
+// derive their keys in internal/ticket.)
+const purposeLogHash = "caddyauthkit log hash v1"
 
 // deriveKey is a 32-byte key for purpose, derived from the secret (HKDF-SHA256).
 func deriveKey(secret, purpose string) []byte {

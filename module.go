@@ -144,8 +144,10 @@ type AuthKit struct {
 	// Default: true
 	ExposeKeys *bool `json:"expose_keys,omitempty"`
 
-	// Largest request body accepted on the token and connection routes, in
-	// bytes; larger gets 413. Passthrough bodies are not limited. Default: 65536
+	// Largest request body accepted on the routes that read none (all but
+	// passthrough), in bytes; larger gets 413. Passthrough bodies stream,
+	// but one that is checked for connection keys (JSON, forms, multipart)
+	// is read whole and may not exceed 1 MiB. Default: 65536
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
 	// Write one info line per token, ticket, passthrough call, connection
