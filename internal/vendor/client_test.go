@@ -364,10 +364,57 @@ func TestLimiterRefusesBeyondItsBound(t *testing.T) {
 }
 
 func TestRedirectsAreNeverFollowed(t *testing.T) {
-	c, calls := testClient(t, Pica, func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "http://127.0.0.1:1/steal", http.StatusFound)
+	// Every 3xx, 300 included, is a refused call, never the answer: its body
+	// here would parse as one.
+	for _, status := range []int{300, 301, 302, 307, 308} {
+		c, calls := testClient(t, Pica, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", "http://127.0.0.1:1/steal")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"authkitWhitelist":true}`))
+		})
+		_, err := c.WhiteLabel(context.Background())
+		var e *Error
+		if !errors.As(err, &e) || e.Code != "vendor_refused" || e.Status != 502 || calls.Load() != 1 {
+			t.Fatalf("%d: %v after %d calls", status, err, calls.Load())
+		}
+	}
+}
+
+// TestVaultCallsReadTheConnections: the vault list and one connection are
+// read as the vendor wrote them; a failed or wrong answer is an error,
+// never a connection found.
+func TestVaultCallsReadTheConnections(t *testing.T) {
+	const row = `{"id":"c1","key":"k1","platform":"gmail","identity":"alice","identityType":"user"}`
+	c, _ := testClient(t, Pica, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/vault/connections":
+			if r.URL.Query().Get("identity") != "alice" {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			_, _ = w.Write([]byte(`{"rows":[` + row + `],"total":1}`))
+		case "/v1/vault/connections/c1":
+			_, _ = w.Write([]byte(row))
+		case "/v1/vault/connections/other":
+			_, _ = w.Write([]byte(row)) // not the one asked for
+		default:
+			w.WriteHeader(http.StatusInternalServerError)
+		}
 	})
-	if _, err := c.WhiteLabel(context.Background()); err == nil || calls.Load() != 1 {
-		t.Fatalf("%v after %d calls", err, calls.Load())
+	page, err := c.VaultList(context.Background(), url.Values{"identity": {"alice"}})
+	if err != nil || len(page.Rows) != 1 || page.Rows[0].Key != "k1" {
+		t.Fatalf("vault list: %+v, %v", page.Rows, err)
+	}
+	conn, found, err := c.VaultGet(context.Background(), "c1")
+	if err != nil || !found || conn.Key != "k1" || !conn.OwnedBy("alice", "user") {
+		t.Fatalf("vault get: %+v %v %v", conn, found, err)
+	}
+	for _, id := range []string{"other", "broken"} {
+		if _, found, err := c.VaultGet(context.Background(), id); found || err == nil {
+			t.Fatalf("vault get of %s: found %v, %v", id, found, err)
+		}
+	}
+	if _, err := c.VaultList(context.Background(), url.Values{"identity": {"bob"}}); err == nil {
+		t.Fatal("a failed vault list is no error")
 	}
 }
