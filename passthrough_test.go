@@ -485,6 +485,24 @@ func TestPassthroughChunkedBodyIsChecked(t *testing.T) {
 	}
 }
 
+// TestPassthroughBodyBrokenWhileStreamingIsTheCallersFault: a binary body
+// (not checked, so streamed to the vendor as it comes) whose chunked
+// framing breaks once the proxy is sending it, on a connection the client
+// keeps open, is the caller's 400 body_invalid, not a vendor failure.
+func TestPassthroughBodyBrokenWhileStreamingIsTheCallersFault(t *testing.T) {
+	g := startGateway(t, nil, "")
+	raw := "POST /authkit/passthrough/files/up HTTP/1.1\r\nHost: localhost:9080\r\n" +
+		"Authorization: " + basicAuth("alice") + "\r\nX-Pica-Connection-Key: " + g.alice.Key + "\r\n" +
+		"Content-Type: image/png\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+		"8\r\n\x89PNG\r\n\x1a\n\r\n" + "zz\r\nnot a chunk\r\n"
+	for range 3 {
+		res := rawBytesAt(t, "127.0.0.1:9080", raw)
+		if res.StatusCode != http.StatusBadRequest || res.errorCode(t) != "body_invalid" {
+			t.Fatalf("a body broken while streaming: %d %.200s, want 400 body_invalid", res.StatusCode, res.body)
+		}
+	}
+}
+
 // vendorSaw is a passthrough call as the vendor received it: its headers,
 // and its trailers once its body was read to the end.
 type vendorSaw struct {
