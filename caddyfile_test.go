@@ -88,6 +88,38 @@ func TestUnmarshalCaddyfileAppendsListsAndReadsProxy(t *testing.T) {
 	}
 }
 
+// TestNumericOptionsTakeTheirWholeRange: each numeric option accepts the
+// ends of its range and refuses what lies just outside: a duration must be
+// positive, a count at least 1, a size from 1 byte to 1 TiB.
+func TestNumericOptionsTakeTheirWholeRange(t *testing.T) {
+	parse := func(option string) (AuthKit, error) {
+		var a AuthKit
+		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("authkit {\n secret {env.X}\n " + option + "\n}"))
+		return a, err
+	}
+	for option, check := range map[string]func(AuthKit) bool{
+		"timeout 1ns":                 func(a AuthKit) bool { return a.Timeout == 1 },
+		"ownership_ttl 1ns":           func(a AuthKit) bool { return a.OwnershipTTL == 1 },
+		"max_concurrent 1":            func(a AuthKit) bool { return a.MaxConcurrent == 1 },
+		"ownership_cache_size 1":      func(a AuthKit) bool { return a.OwnershipCacheSize == 1 },
+		"max_body_size 1":             func(a AuthKit) bool { return a.MaxBodySize == 1 },
+		"max_body_size 1TiB":          func(a AuthKit) bool { return a.MaxBodySize == 1<<40 },
+		"max_body_size 1099511627776": func(a AuthKit) bool { return a.MaxBodySize == 1<<40 },
+	} {
+		if a, err := parse(option); err != nil || !check(a) {
+			t.Errorf("%s: %v", option, err)
+		}
+	}
+	for _, option := range []string{
+		"timeout 0s", "timeout -1s", "ticket_ttl 0s", "max_concurrent 0", "ownership_cache_size -1",
+		"max_body_size 0", "max_body_size 1099511627777",
+	} {
+		if _, err := parse(option); err == nil || !strings.Contains(err.Error(), "must be") {
+			t.Errorf("%s: accepted (%v)", option, err)
+		}
+	}
+}
+
 func TestProvisionNamesThePlaceholderNeverTheSecret(t *testing.T) {
 	t.Setenv("AUTHKIT_EMPTY", "")
 	_, err := resolveSecret("{env.AUTHKIT_EMPTY}")

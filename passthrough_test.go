@@ -58,6 +58,9 @@ func TestPassthroughForwardsTheOwnersCall(t *testing.T) {
 			"X-Forwarded-For":       "6.6.6.6",
 			"X-Forwarded-Host":      "evil.example",
 			"Forwarded":             "for=6.6.6.6",
+			"X-Real-Ip":             "6.6.6.6",
+			"Accept":                "application/json",
+			"X-Request-Id":          "trace-1",
 		}})
 	expect(t, res, 200, "")
 	if ct := res.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
@@ -72,9 +75,15 @@ func TestPassthroughForwardsTheOwnersCall(t *testing.T) {
 	}
 	for name := range e.Headers {
 		lower := strings.ToLower(name)
-		if lower == "cookie" || lower == "authorization" || lower == "proxy-authorization" || lower == "forwarded" ||
+		if lower == "cookie" || lower == "authorization" || lower == "proxy-authorization" || lower == "forwarded" || lower == "x-real-ip" ||
 			strings.HasPrefix(lower, "x-forwarded-") || strings.Contains(strings.ReplaceAll(lower, "_", "-"), "pica-secret") {
 			t.Errorf("%s reached the third party", name)
+		}
+	}
+	// The call's own headers go through as the app sent them.
+	for name, want := range map[string]string{"Content-Type": "application/json", "Accept": "application/json", "X-Request-Id": "trace-1"} {
+		if got := e.Headers.Get(name); got != want {
+			t.Errorf("the third party got %s %q, want %q", name, got, want)
 		}
 	}
 	if e.Headers.Get("X-Pica-Action-Id") != "conn_mod_def::send" {
@@ -86,6 +95,45 @@ func TestPassthroughForwardsTheOwnersCall(t *testing.T) {
 	}
 	if got := reqs[0].Header.Values("X-Pica-Secret"); len(got) != 1 || got[0] != testSecret {
 		t.Fatalf("Pica got secrets %q, want only the gateway's", got)
+	}
+}
+
+// TestPassthroughConnectionKeyAndActionIDShapes: a connection key of up to
+// 512 bytes is checked against the vault (403 when it is not the caller's);
+// a longer one, or one holding a control character (a tab), is refused 400
+// before the vault is asked. A space is no control character, in a key or an
+// action id; a tab in an action id is refused.
+func TestPassthroughConnectionKeyAndActionIDShapes(t *testing.T) {
+	g := startGateway(t, nil, "")
+	keyOf := func(n int) string {
+		head, tail := "test::gmail::default::", "|alice"
+		return head + strings.Repeat("0", n-len(head)-len(tail)) + tail
+	}
+	for _, tc := range []struct {
+		name, key, action string
+		status            int
+		code              string
+		askedOfVault      bool
+	}{
+		{"a key of 512 bytes", keyOf(maxConnectionKeyLen), "", 403, "connection_not_owned", true},
+		{"a key of 513 bytes", keyOf(maxConnectionKeyLen + 1), "", 400, "connection_key_invalid", false},
+		{"a key with a tab", "test::gmail::default::0\t0|alice", "", 400, "connection_key_invalid", false},
+		{"a key with a space", "test::gmail::default::0 0|alice", "", 403, "connection_not_owned", true},
+		{"an action id with a tab", g.alice.Key, "conn_mod_def::a\tb", 400, "action_id_invalid", false},
+		{"an action id with a space", g.alice.Key, "conn_mod_def::a b", 200, "", true},
+	} {
+		g.pica.ResetRequests()
+		header := map[string]string{"Authorization": basicAuth("alice"), "X-Pica-Connection-Key": tc.key}
+		if tc.action != "" {
+			header["X-Pica-Action-Id"] = tc.action
+		}
+		res := rawRequestAt(t, appURL, "GET", "/authkit/passthrough/users/me", header)
+		if res.StatusCode != tc.status || tc.code != "" && res.errorCode(t) != tc.code {
+			t.Errorf("%s: %d %.200s, want %d %s", tc.name, res.StatusCode, res.body, tc.status, tc.code)
+		}
+		if asked := g.pica.Count(sandbox.EndpointVaultList) > 0; asked != tc.askedOfVault {
+			t.Errorf("%s: the vault was asked: %v, want %v", tc.name, asked, tc.askedOfVault)
+		}
 	}
 }
 
@@ -433,6 +481,24 @@ func TestPassthroughChunkedBodyIsChecked(t *testing.T) {
 	for _, r := range requestsTo(g.pica, "passthrough") {
 		if strings.Contains(string(r.Body), "connectionKey") {
 			t.Fatalf("a refused body reached the vendor: %q", r.Body)
+		}
+	}
+}
+
+// TestPassthroughBodyBrokenWhileStreamingIsTheCallersFault: a binary body
+// (not checked, so streamed to the vendor as it comes) whose chunked
+// framing breaks once the proxy is sending it, on a connection the client
+// keeps open, is the caller's 400 body_invalid, not a vendor failure.
+func TestPassthroughBodyBrokenWhileStreamingIsTheCallersFault(t *testing.T) {
+	g := startGateway(t, nil, "")
+	raw := "POST /authkit/passthrough/files/up HTTP/1.1\r\nHost: localhost:9080\r\n" +
+		"Authorization: " + basicAuth("alice") + "\r\nX-Pica-Connection-Key: " + g.alice.Key + "\r\n" +
+		"Content-Type: image/png\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+		"8\r\n\x89PNG\r\n\x1a\n\r\n" + "zz\r\nnot a chunk\r\n"
+	for range 3 {
+		res := rawBytesAt(t, "127.0.0.1:9080", raw)
+		if res.StatusCode != http.StatusBadRequest || res.errorCode(t) != "body_invalid" {
+			t.Fatalf("a body broken while streaming: %d %.200s, want 400 body_invalid", res.StatusCode, res.body)
 		}
 	}
 }

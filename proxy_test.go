@@ -1,9 +1,13 @@
 package caddyauthkit
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
@@ -93,5 +97,89 @@ func TestAVendorCATheProxyDoesNotTrustFailsEveryRoute(t *testing.T) {
 	}
 	if n := len(g.pica.Requests()); n != 0 {
 		t.Fatalf("%d requests reached a vendor whose certificate is not trusted", n)
+	}
+}
+
+// TestDialAddressDefaultsToTheSchemesPort: an api without a port (the
+// defaults, https://api.picaos.com and https://api.withone.ai) is dialled
+// on 443, a plain http one on 80; a port written is kept.
+func TestDialAddressDefaultsToTheSchemesPort(t *testing.T) {
+	for api, want := range map[string]string{
+		"https://api.picaos.com":  "api.picaos.com:443",
+		"http://pica.internal":    "pica.internal:80",
+		"http://127.0.0.1:8080":   "127.0.0.1:8080",
+		"https://[::1]":           "[::1]:443",
+		"https://api.example:444": "api.example:444",
+	} {
+		u, err := url.Parse(api)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dialAddress(u); got != want {
+			t.Errorf("%s is dialled at %s, want %s", api, got, want)
+		}
+	}
+}
+
+// TestVendorsOwnPassthroughErrorsAreTheGatewaysEnvelope: an error of the
+// vendor's own on passthrough (no third-party headers) is replaced by the
+// gateway's envelope, with the status that tells who is at fault, and a
+// Retry-After only where the vendor gave one; only the vendor's 5xx-class
+// failures are logged as errors.
+func TestVendorsOwnPassthroughErrorsAreTheGatewaysEnvelope(t *testing.T) {
+	g := startGateway(t, nil, "")
+	key := map[string]string{"X-Pica-Connection-Key": g.alice.Key}
+	expect(t, g.as("alice", "GET", "/authkit/passthrough/users/me", key), 200, "") // ownership cached
+	for _, tc := range []struct {
+		fault      sandbox.Fault
+		status     int
+		code       string
+		retryAfter string
+		logged     bool
+	}{
+		{sandbox.Fault{Status: 400}, 400, "vendor_refused", "", false},
+		{sandbox.Fault{Status: 404}, 404, "vendor_refused", "", false},
+		{sandbox.Fault{Status: 401}, 502, "vendor_rejected_secret", "", true},
+		{sandbox.Fault{Status: 429, RetryAfter: 7}, 429, "vendor_rate_limited", "7", false},
+		{sandbox.Fault{Status: 503}, 502, "vendor_unavailable", "", true},
+	} {
+		g.pica.ClearFaults()
+		g.pica.SetFault(sandbox.EndpointPassthrough, tc.fault)
+		offset := len(readLog(t))
+		res := g.as("alice", "GET", "/authkit/passthrough/users/me", key)
+		what := fmt.Sprintf("the vendor's own %d", tc.fault.Status)
+		expect(t, res, tc.status, tc.code)
+		if res.Header.Get("Content-Type") != "application/json" || res.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: answered with %v, not the envelope's headers", what, res.Header)
+		}
+		if got := res.Header.Get("Retry-After"); got != tc.retryAfter {
+			t.Errorf("%s: Retry-After %q, want %q", what, got, tc.retryAfter)
+		}
+		// The error line is written before the answer leaves the gateway.
+		if errorLine := len(logged(logLines(t, offset), "vendor failed a passthrough call")) > 0; errorLine != tc.logged {
+			t.Errorf("%s: logged as the vendor's failure: %v, want %v", what, errorLine, tc.logged)
+		}
+	}
+}
+
+// TestAVendorThatCannotBeDialledIsTriedAgain: when no connection to the
+// vendor can be made (nothing was sent), passthrough tries twice more,
+// 100 ms apart, before it answers 502: a vendor restarting does not fail
+// the call. Caddy counts the retries in {http.reverse_proxy.retries}.
+func TestAVendorThatCannotBeDialledIsTriedAgain(t *testing.T) {
+	g := startGateway(t, nil, "")
+	g.picaURL = "http://127.0.0.1:" + strconv.Itoa(freePort(t)) // nothing listens there
+	config := strings.Replace(g.config("ownership off"), "http://localhost:9080 {\n",
+		"http://localhost:9080 {\n\theader >X-Vendor-Retries {http.reverse_proxy.retries}\n", 1)
+	g.loadConfig(config)
+	start := time.Now()
+	res := g.as("alice", "GET", "/authkit/passthrough/users/me", map[string]string{"X-Pica-Connection-Key": g.alice.Key})
+	elapsed := time.Since(start)
+	expect(t, res, http.StatusBadGateway, "vendor_unreachable")
+	if got := res.Header.Get("X-Vendor-Retries"); got != "2" {
+		t.Fatalf("the vendor's dial was retried %q times, want 2", got)
+	}
+	if elapsed < 200*time.Millisecond {
+		t.Fatalf("two retries in %v: not 100 ms apart", elapsed)
 	}
 }
