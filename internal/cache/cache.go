@@ -135,6 +135,14 @@ func (c *Cache[V]) LoadFresh(ctx context.Context, key, flight string, fresh func
 		return v, nil
 	}
 	v, err := c.flights.Do(ctx, flight, func(ctx context.Context) (any, error) {
+		// A flight that ended just before this one began may have
+		// stored the value after this caller missed it.
+		c.mu.Lock()
+		v, ok := c.fresh(key)
+		c.mu.Unlock()
+		if ok && (fresh == nil || fresh(v)) {
+			return v, nil
+		}
 		v, keep, err := fetch(ctx)
 		if err == nil && keep {
 			c.Add(key, v)
