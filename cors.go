@@ -13,33 +13,32 @@ import (
 type corsPolicy struct {
 	anyOrigin bool
 	// origins maps each allowed origin, lowercased, to its header value.
-	origins map[string][]string
+	origins map[string]string
 	// allowHeaders is the Access-Control-Allow-Headers value of each route.
-	allowHeaders map[*route][]string
+	allowHeaders map[*route]string
 }
 
-// Header values are built once and shared: Header.Add copies a slice whose
-// capacity is its length, so no response can change another's.
-var (
-	anyOriginValue     = []string{"*"}
-	exposeHeadersValue = []string{"Retry-After, AuthKit-Reconnect"}
+// Header values are strings, and each answer gets slices of its own: a
+// `header` directive after authkit edits a response's values in place,
+// which must never reach another response, or the route table.
+const (
+	exposeHeaders = "Retry-After, AuthKit-Reconnect"
 	// Browsers cache a preflight answer this long at most (Chrome caps it at 2h).
-	maxAgeValue = []string{"7200"}
-	trueValue   = []string{"true"}
+	maxAge = "7200"
 )
 
 // preflightVary names what a preflight answer depends on.
 const preflightVary = "Origin, Access-Control-Request-Private-Network"
 
 func newCORSPolicy(origins, headers []string) *corsPolicy {
-	p := &corsPolicy{origins: make(map[string][]string, len(origins))}
+	p := &corsPolicy{origins: make(map[string]string, len(origins))}
 	for _, o := range origins {
 		if o == "*" {
 			p.anyOrigin = true
 			continue
 		}
 		o = strings.ToLower(strings.TrimSuffix(o, "/"))
-		p.origins[o] = []string{o}
+		p.origins[o] = o
 	}
 	allow := []string{"Content-Type", "Authorization"}
 	seen := map[string]bool{"content-type": true, "authorization": true}
@@ -52,13 +51,13 @@ func newCORSPolicy(origins, headers []string) *corsPolicy {
 		}
 	}
 	base := strings.Join(allow, ", ")
-	p.allowHeaders = make(map[*route][]string, len(routes))
-	for _, rt := range routes {
+	p.allowHeaders = make(map[*route]string, len(allRoutes))
+	for _, rt := range allRoutes {
 		value := base
 		if rt.headers != "" {
 			value += ", " + rt.headers
 		}
-		p.allowHeaders[rt] = []string{value}
+		p.allowHeaders[rt] = value
 	}
 	return p
 }
@@ -69,18 +68,18 @@ func (p *corsPolicy) allowOrigin(h http.Header, origin string) bool {
 	h["Vary"] = append(h["Vary"], "Origin")
 	value, ok := p.originValue(origin)
 	if ok {
-		h["Access-Control-Allow-Origin"] = value
-		h["Access-Control-Expose-Headers"] = exposeHeadersValue
+		h["Access-Control-Allow-Origin"] = []string{value}
+		h["Access-Control-Expose-Headers"] = []string{exposeHeaders}
 	}
 	return ok
 }
 
-func (p *corsPolicy) originValue(origin string) ([]string, bool) {
+func (p *corsPolicy) originValue(origin string) (string, bool) {
 	if origin == "" {
-		return nil, false
+		return "", false
 	}
 	if p.anyOrigin {
-		return anyOriginValue, true
+		return "*", true
 	}
 	value, ok := p.origins[strings.ToLower(origin)]
 	return value, ok
@@ -91,15 +90,15 @@ func (p *corsPolicy) originValue(origin string) ([]string, bool) {
 // written.
 func (p *corsPolicy) preflight(w http.ResponseWriter, r *http.Request, rt *route) {
 	h := w.Header()
-	h["Allow"] = rt.allow
+	h["Allow"] = []string{rt.allow}
 	h["Vary"] = append(h["Vary"], preflightVary)
 	if origin, ok := p.originValue(r.Header.Get("Origin")); ok {
-		h["Access-Control-Allow-Origin"] = origin
-		h["Access-Control-Allow-Methods"] = rt.allow
-		h["Access-Control-Allow-Headers"] = p.allowHeaders[rt]
-		h["Access-Control-Max-Age"] = maxAgeValue
+		h["Access-Control-Allow-Origin"] = []string{origin}
+		h["Access-Control-Allow-Methods"] = []string{rt.allow}
+		h["Access-Control-Allow-Headers"] = []string{p.allowHeaders[rt]}
+		h["Access-Control-Max-Age"] = []string{maxAge}
 		if strings.EqualFold(r.Header.Get("Access-Control-Request-Private-Network"), "true") {
-			h["Access-Control-Allow-Private-Network"] = trueValue
+			h["Access-Control-Allow-Private-Network"] = []string{"true"}
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -55,6 +55,56 @@ func TestPreflightIsAnsweredBeforeIdentity(t *testing.T) {
 	}
 }
 
+// A `header` directive may edit authkit's answers in place; what it does to
+// one answer must not reach the next, nor the routes' own methods.
+func TestHeaderDirectiveEditsOnlyItsOwnAnswer(t *testing.T) {
+	g := startGateway(t, nil, "")
+	g.loadConfig(strings.Replace(g.config(""), "http://localhost:9080 {\n\tlog\n",
+		"http://localhost:9080 {\n\tlog\n\theader >Allow OPTIONS \"OPTIONS, HEAD\"\n"+
+			"\theader >Access-Control-Allow-Methods POST GET\n"+
+			"\theader >Access-Control-Allow-Origin http https\n", 1))
+	preflight := call{method: "OPTIONS", url: appURL + "/authkit/token", header: map[string]string{"Origin": "http://app.test"}}
+	for i := range 3 {
+		res := g.do(preflight)
+		expect(t, res, http.StatusNoContent, "")
+		for header, want := range map[string]string{
+			"Allow":                        "POST, OPTIONS, HEAD",
+			"Access-Control-Allow-Methods": "GET, OPTIONS",
+			"Access-Control-Allow-Origin":  "https://app.test",
+		} {
+			if got := res.Header.Get(header); got != want {
+				t.Errorf("preflight %d: %s %q, want %q", i, header, got, want)
+			}
+		}
+	}
+	// The token route still takes POST: its table was not edited.
+	expect(t, g.as("alice", "POST", "/authkit/token", nil), http.StatusOK, "")
+	if got := g.do(preflight).Header.Get("Access-Control-Allow-Origin"); got != "https://app.test" {
+		t.Errorf("after a token answer, Allow-Origin %q", got)
+	}
+}
+
+// Deleting a connection is preflighted with the headers the browser sends.
+func TestPreflightOfEveryRouteNamesItsHeaders(t *testing.T) {
+	g := startGateway(t, nil, "")
+	for path, methods := range map[string]string{
+		"/authkit/connections/" + g.alice.ID: "DELETE, OPTIONS",
+		"/authkit/connections":               "GET, OPTIONS",
+		"/authkit/connectors":                "GET, OPTIONS",
+		"/authkit/ticket":                    "POST, OPTIONS",
+	} {
+		res := g.do(call{method: "OPTIONS", url: appURL + path, header: map[string]string{
+			"Origin": "http://app.test", "Access-Control-Request-Method": "DELETE"}})
+		expect(t, res, http.StatusNoContent, "")
+		if got := res.Header.Get("Access-Control-Allow-Methods"); got != methods {
+			t.Errorf("%s: methods %q, want %q", path, got, methods)
+		}
+		if got := res.Header.Get("Access-Control-Allow-Headers"); !strings.HasPrefix(got, "Content-Type, Authorization") {
+			t.Errorf("%s: Allow-Headers %q", path, got)
+		}
+	}
+}
+
 func TestAnyOriginWhenConfigured(t *testing.T) {
 	g := startGateway(t, nil, "cors_origins *")
 	res := g.do(call{method: "OPTIONS", url: appURL + "/authkit/token", header: map[string]string{"Origin": "https://anything.example"}})

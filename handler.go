@@ -2,6 +2,7 @@ package caddyauthkit
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,8 +12,9 @@ import (
 // route is one of the module's endpoints under the prefix.
 type route struct {
 	name string // in metrics, logs and the audit
-	// allow is the Allow header's value: the route's methods, OPTIONS included.
-	allow []string
+	// allow is the Allow header's value: the route's methods, OPTIONS
+	// included.
+	allow string
 	// headers the browser may send on this route besides the configured ones
 	headers string
 	// audited: every request gets an audit line, not only denials.
@@ -24,24 +26,26 @@ type route struct {
 }
 
 var (
-	ticketRoute = &route{name: "ticket", allow: []string{"POST, OPTIONS"}, audited: true,
+	ticketRoute = &route{name: "ticket", allow: "POST, OPTIONS", audited: true,
 		serve: (*AuthKit).serveTicket}
-	tokenRoute = &route{name: "token", allow: []string{"POST, OPTIONS"}, headers: ticketHeader, audited: true,
+	tokenRoute = &route{name: "token", allow: "POST, OPTIONS", headers: ticketHeader, audited: true,
 		serve: (*AuthKit).serveToken}
-	passthroughRoute = &route{name: "passthrough", allow: []string{"GET, POST, PUT, PATCH, DELETE, OPTIONS"},
+	passthroughRoute = &route{name: "passthrough", allow: "GET, POST, PUT, PATCH, DELETE, OPTIONS",
 		headers: passthroughHeaders, audited: true, streamsBody: true, serve: (*AuthKit).servePassthrough}
-	connectionsRoute = &route{name: "connections", allow: []string{"GET, OPTIONS"},
+	connectionsRoute = &route{name: "connections", allow: "GET, OPTIONS",
 		serve: (*AuthKit).serveConnections}
-	connectionRoute = &route{name: "connection", allow: []string{"DELETE, OPTIONS"}, audited: true,
+	connectionRoute = &route{name: "connection", allow: "DELETE, OPTIONS", audited: true,
 		serve: (*AuthKit).deleteConnection}
-	connectorsRoute = &route{name: "connectors", allow: []string{"GET, OPTIONS"},
+	connectorsRoute = &route{name: "connectors", allow: "GET, OPTIONS",
 		serve: (*AuthKit).serveConnectors}
 	// unknownRoute answers 404 for any other path under the prefix.
 	unknownRoute = &route{name: "unknown"}
 
-	// routes are those a request can be answered on, by the path after
-	// the prefix; connections/{id} and passthrough/{path} by their first
-	// segment.
+	// allRoutes are those a request can be answered on.
+	allRoutes = []*route{ticketRoute, tokenRoute, passthroughRoute, connectionsRoute, connectionRoute, connectorsRoute}
+
+	// routes name them by the first segment of the path after the prefix
+	// (connections/{id} is found from connections).
 	routes = map[string]*route{
 		"ticket":      ticketRoute,
 		"token":       tokenRoute,
@@ -52,12 +56,7 @@ var (
 )
 
 func (rt *route) allows(method string) bool {
-	for m := range strings.SplitSeq(rt.allow[0], ", ") {
-		if m == method {
-			return true
-		}
-	}
-	return false
+	return method != "" && slices.Contains(strings.Split(rt.allow, ", "), method)
 }
 
 // ServeHTTP answers every request under the prefix, and passes all others
@@ -99,8 +98,8 @@ func (a *AuthKit) serve(w *recorder, rq *request) error {
 		return newError(http.StatusNotFound, "route_not_found", "no such AuthKit route")
 	}
 	if !rt.allows(r.Method) {
-		w.Header()["Allow"] = rt.allow
-		return newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+rt.allow[0])
+		w.Header()["Allow"] = []string{rt.allow}
+		return newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+rt.allow)
 	}
 	rq.identified = true
 	caller, err := a.resolveIdentity(r, rt)
