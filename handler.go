@@ -120,13 +120,13 @@ func (a *AuthKit) serve(w *recorder, rq *request) error {
 
 // routeOf names the route of r. The prefix is matched as Caddy's path
 // matcher matches (case-insensitively, on the path cleaned of //, . and
-// ..), so that a matcher such as `not path /authkit/token` in front and
+// .., and on Windows read as its filesystem reads it), so that a matcher such as `not path /authkit/token` in front and
 // authkit always agree on what a request names: a path a `path
 // {prefix}/*` matcher takes is answered here, never passed on to the app.
 // under is false for paths outside the prefix. arg is the connection id
 // of connections/{id}, or the passthrough path as the client escaped it.
 func (a *AuthKit) routeOf(r *http.Request) (rt *route, arg string, under bool) {
-	lower := caddyhttp.CleanPath(strings.ToLower(r.URL.Path), true)
+	lower := caddyhttp.NormalizedPath(strings.ToLower(r.URL.Path), true)
 	rest, ok := strings.CutPrefix(lower, a.prefixLower)
 	if !ok || rest != "" && rest[0] != '/' {
 		return nil, "", false
@@ -144,7 +144,7 @@ func (a *AuthKit) routeOf(r *http.Request) (rt *route, arg string, under bool) {
 	case rt == connectionsRoute && validConnectionID(tail):
 		// The id as the client wrote it: only ASCII ids are valid, and
 		// lower-casing ASCII keeps every offset.
-		if original := caddyhttp.CleanPath(r.URL.Path, true); len(original) == len(lower) {
+		if original := caddyhttp.NormalizedPath(r.URL.Path, true); len(original) == len(lower) {
 			return connectionRoute, original[len(original)-len(tail):], true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
@@ -50,16 +51,26 @@ func metricValue(t *testing.T, exposition, series string) (float64, bool) {
 	return 0, false
 }
 
-// expectMetric fails unless series has value.
-func expectMetric(t *testing.T, exposition, series string, want float64) {
+// expectMetric fails unless series comes to have value want. A request is
+// counted once its handler returns, which a client may see its answer
+// before (a body over net/http's buffer is on the wire by then): the
+// exposition is read until it agrees or a few seconds have passed.
+func expectMetric(t *testing.T, series string, want float64) {
 	t.Helper()
-	got, ok := metricValue(t, exposition, series)
+	var exposition string
+	var got float64
+	var ok bool
+	if poll(t, 5*time.Second, func() bool {
+		exposition = scrape(t)
+		got, ok = metricValue(t, exposition, series)
+		return ok && got == want
+	}) {
+		return
+	}
 	if !ok {
 		t.Fatalf("no series %s in:\n%s", series, authkitLines(exposition))
 	}
-	if got != want {
-		t.Fatalf("%s = %v, want %v", series, got, want)
-	}
+	t.Fatalf("%s = %v, want %v", series, got, want)
 }
 
 func authkitLines(exposition string) string {
@@ -87,31 +98,28 @@ func TestMetricsLabelRequestsByServerRouteMethodAndCode(t *testing.T) {
 	}
 	expect(t, g.as("alice", "GET", "/authkit/token", nil), 405, "method_not_allowed")
 
-	m := scrape(t)
-	expectMetric(t, m, `caddy_authkit_requests_total{code="200",method="POST",route="token",server="srv0"}`, 2)
-	expectMetric(t, m, `caddy_authkit_requests_total{code="200",method="POST",route="token",server="srv1"}`, 1)
-	expectMetric(t, m, `caddy_authkit_requests_total{code="204",method="OPTIONS",route="token",server="srv0"}`, 1)
-	expectMetric(t, m, `caddy_authkit_requests_total{code="405",method="GET",route="token",server="srv0"}`, 1)
-	if _, ok := metricValue(t, m, `caddy_authkit_requests_total{code="200",method="POST",route="token",server="unknown"}`); ok {
+	expectMetric(t, `caddy_authkit_requests_total{code="200",method="POST",route="token",server="srv0"}`, 2)
+	expectMetric(t, `caddy_authkit_requests_total{code="200",method="POST",route="token",server="srv1"}`, 1)
+	expectMetric(t, `caddy_authkit_requests_total{code="204",method="OPTIONS",route="token",server="srv0"}`, 1)
+	expectMetric(t, `caddy_authkit_requests_total{code="405",method="GET",route="token",server="srv0"}`, 1)
+	if _, ok := metricValue(t, scrape(t), `caddy_authkit_requests_total{code="200",method="POST",route="token",server="unknown"}`); ok {
 		t.Fatal("a request was counted without its server")
 	}
-	expectMetric(t, m, `caddy_authkit_vendor_request_duration_seconds_count{endpoint="token",outcome="200"}`, 3)
+	expectMetric(t, `caddy_authkit_vendor_request_duration_seconds_count{endpoint="token",outcome="200"}`, 3)
 }
 
 // TestMetricsDenialsExistAtZeroThenCount: every denial reason is a series
 // before the first denial, so a rate over it is defined.
 func TestMetricsDenialsExistAtZeroThenCount(t *testing.T) {
 	g := startGateway(t, nil, "")
-	m := scrape(t)
 	for _, reason := range denialReasons {
-		expectMetric(t, m, `caddy_authkit_denials_total{reason="`+reason+`"}`, 0)
+		expectMetric(t, `caddy_authkit_denials_total{reason="`+reason+`"}`, 0)
 	}
 	expect(t, g.as("alice", "GET", "/authkit/passthrough/x", map[string]string{"X-Pica-Connection-Key": g.bob.Key}), 403, "connection_not_owned")
 	expect(t, g.do(call{method: "POST", url: headerURL + "/authkit/token"}), 401, "identity_missing")
-	m = scrape(t)
-	expectMetric(t, m, `caddy_authkit_denials_total{reason="connection_not_owned"}`, 1)
-	expectMetric(t, m, `caddy_authkit_denials_total{reason="identity_missing"}`, 1)
-	expectMetric(t, m, `caddy_authkit_denials_total{reason="ticket_invalid"}`, 0)
+	expectMetric(t, `caddy_authkit_denials_total{reason="connection_not_owned"}`, 1)
+	expectMetric(t, `caddy_authkit_denials_total{reason="identity_missing"}`, 1)
+	expectMetric(t, `caddy_authkit_denials_total{reason="ticket_invalid"}`, 0)
 }
 
 // holdPassthrough is a vendor that holds every passthrough call until
@@ -138,26 +146,24 @@ func TestMetricsInFlightAndOverloaded(t *testing.T) {
 	g := startGatewayWith(t, vendorSetup{wrap: hold.wrap}, "max_concurrent 1\n\t\townership off")
 	key := map[string]string{"X-Pica-Connection-Key": g.alice.Key}
 
-	expectMetric(t, scrape(t), `caddy_authkit_vendor_calls_in_flight`, 0)
+	expectMetric(t, `caddy_authkit_vendor_calls_in_flight`, 0)
 	first := make(chan response, 1)
 	go func() { first <- g.as("alice", "GET", "/authkit/passthrough/x", key) }()
 	<-hold.arrived
-	m := scrape(t)
-	expectMetric(t, m, `caddy_authkit_vendor_calls_in_flight`, 1)
-	expectMetric(t, m, `caddy_authkit_overloaded_total`, 0)
+	expectMetric(t, `caddy_authkit_vendor_calls_in_flight`, 1)
+	expectMetric(t, `caddy_authkit_overloaded_total`, 0)
 
 	res := g.as("bob", "GET", "/authkit/connectors", nil)
 	expect(t, res, 503, "overloaded")
 	if res.Header.Get("Retry-After") == "" {
 		t.Fatal("503 overloaded without Retry-After")
 	}
-	expectMetric(t, scrape(t), `caddy_authkit_overloaded_total`, 1)
+	expectMetric(t, `caddy_authkit_overloaded_total`, 1)
 
 	close(hold.release)
 	expect(t, <-first, 200, "")
-	m = scrape(t)
-	expectMetric(t, m, `caddy_authkit_vendor_calls_in_flight`, 0)
-	expectMetric(t, m, `caddy_authkit_requests_total{code="503",method="GET",route="connectors",server="srv0"}`, 1)
+	expectMetric(t, `caddy_authkit_vendor_calls_in_flight`, 0)
+	expectMetric(t, `caddy_authkit_requests_total{code="503",method="GET",route="connectors",server="srv0"}`, 1)
 }
 
 // seriesOf counts the series of one metric in an exposition.
@@ -195,8 +201,8 @@ func TestMetricsMadeUpMethodsAddNoSeries(t *testing.T) {
 	if strings.Contains(m, `method="MADEUP`) || strings.Contains(m, `method="BREW"`) {
 		t.Fatalf("a client's method is a label value:\n%s", authkitLines(m))
 	}
-	expectMetric(t, m, `caddy_authkit_requests_total{code="405",method="OTHER",route="token",server="srv1"}`, 41)
-	expectMetric(t, m, `caddy_authkit_errors_total{code="method_not_allowed",route="token"}`, 41)
+	expectMetric(t, `caddy_authkit_requests_total{code="405",method="OTHER",route="token",server="srv1"}`, 41)
+	expectMetric(t, `caddy_authkit_errors_total{code="method_not_allowed",route="token"}`, 41)
 }
 
 // The operations kit: deploy/prometheus (alert and recording rules, their
