@@ -41,7 +41,7 @@ func (a *AuthKit) audit(rq *request, w *recorder, err error, broken bool) {
 		a.metrics.reconnects.Inc()
 	}
 	outcome := auditOutcome(status, code, reconnect)
-	if outcome == outcomeDenied && status/100 == 4 && status != http.StatusNotFound {
+	if outcome == outcomeDenied && status != http.StatusNotFound { // a foreign id's 404 is counted where found
 		a.metrics.denied(code)
 	}
 	if !rq.route.audited && outcome != outcomeDenied {
@@ -66,14 +66,15 @@ func (a *AuthKit) audit(rq *request, w *recorder, err error, broken bool) {
 	a.events.emit(names, fact)
 }
 
-// auditOutcome: 401, 403 and a connection that is not the caller's are
-// denials; the rest of 4xx and 5xx are failures.
+// auditOutcome: 401, 403 and a connection that is not the caller's (404,
+// so the answer reveals nothing) are denials; the rest of 4xx and 5xx are
+// failures.
 func auditOutcome(status int, code string, reconnect bool) string {
 	switch {
 	case reconnect:
 		return outcomeReconnect
 	case status == http.StatusUnauthorized, status == http.StatusForbidden,
-		status == http.StatusNotFound && (code == "connection_not_found" || code == "connection_not_owned"):
+		status == http.StatusNotFound && code == "connection_not_found":
 		return outcomeDenied
 	case status >= 400, code == codeStreamBroken:
 		return outcomeFailed
@@ -105,7 +106,9 @@ func eventNames(rt *route, outcome string) []string {
 }
 
 // auditFact is what the audit line and the events say about a request:
-// never a connection key, never an identity in clear. Fields that do not
+// never a connection key, never the caller's identity in clear. path is the
+// third party's path without its query, as Caddy's access log has it (it
+// may name the user there, as /users/{email}/ does). Fields that do not
 // apply to a request are left out of its line.
 type auditFact struct {
 	route, outcome, code   string

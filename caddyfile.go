@@ -47,7 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    ownership_cache_size <entries>       # default 100000
 //	    timeout        <duration>            # budget of one vendor call or token, default 10s
 //	    max_concurrent <calls>               # vendor calls in flight, default 1024
-//	    max_body_size  <size>                # token and connection routes, default 64KiB
+//	    max_body_size  <size>                # every route but passthrough, default 64KiB
 //	    ticket_ttl     <duration>            # life of a ticket, default 1m
 //	    ticket_key     <secret>              # default: derived from the secret
 //	    expose_keys    on|off                # keys in /connections rows, default on
@@ -221,7 +221,13 @@ func listArgs(d *caddyfile.Dispenser, dst *[]string, check func(string) error) e
 func onOff(d *caddyfile.Dispenser) (*bool, error) {
 	var on *bool
 	err := parsedArg(d, &on, "on or off", func(v string) (*bool, bool) {
-		return map[string]*bool{"on": nil, "off": new(bool)}[v], v == "on" || v == "off"
+		switch v {
+		case "on":
+			return nil, true
+		case "off":
+			return new(bool), true
+		}
+		return nil, false
 	})
 	return on, err
 }

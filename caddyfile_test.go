@@ -120,24 +120,6 @@ func TestNumericOptionsTakeTheirWholeRange(t *testing.T) {
 	}
 }
 
-func TestProvisionNamesThePlaceholderNeverTheSecret(t *testing.T) {
-	t.Setenv("AUTHKIT_EMPTY", "")
-	_, err := resolveSecret("{env.AUTHKIT_EMPTY}")
-	if err == nil || !strings.Contains(err.Error(), "{env.AUTHKIT_EMPTY}") {
-		t.Fatalf("error %v does not name the placeholder", err)
-	}
-	t.Setenv("AUTHKIT_BAD", "sk_live_1_bad\nvalue")
-	_, err = resolveSecret("{env.AUTHKIT_BAD}")
-	if err == nil || strings.Contains(err.Error(), "sk_live") {
-		t.Fatalf("error %v: missing or leaks the value", err)
-	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "pica"), []byte("sk_test_1_fromfile\n"), 0o600)
-	if s, err := resolveSecret("{file." + filepath.Join(dir, "pica") + "}"); err != nil || s != "sk_test_1_fromfile" {
-		t.Fatalf("file secret: %q, %v", s, err)
-	}
-}
-
 func TestValidateRefusesUnsafeConfigs(t *testing.T) {
 	for name, a := range map[string]AuthKit{
 		"static identity":        {Identity: "alice", IdentityType: "user"},

@@ -62,16 +62,13 @@ func newCORSPolicy(origins, headers []string) *corsPolicy {
 	return p
 }
 
-// allowOrigin sets the origin headers of an actual response and reports
-// whether the request's origin is allowed.
-func (p *corsPolicy) allowOrigin(h http.Header, origin string) bool {
+// allowOrigin sets the origin headers of an actual response.
+func (p *corsPolicy) allowOrigin(h http.Header, origin string) {
 	h["Vary"] = append(h["Vary"], "Origin")
-	value, ok := p.originValue(origin)
-	if ok {
+	if value, ok := p.originValue(origin); ok {
 		h["Access-Control-Allow-Origin"] = []string{value}
 		h["Access-Control-Expose-Headers"] = []string{exposeHeaders}
 	}
-	return ok
 }
 
 func (p *corsPolicy) originValue(origin string) (string, bool) {

@@ -1,7 +1,6 @@
 package caddyauthkit
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -155,7 +154,7 @@ func (r layoutReports) take(h foundHandler) *layoutReport {
 		Prefix string `json:"prefix"`
 	}
 	_ = json.Unmarshal(h.raw, &prefix)
-	key := layoutKey(h.server, h.site, "/"+strings.Trim(cmp.Or(prefix.Prefix, DefaultPrefix), "/"))
+	key := layoutKey(h.server, h.site, normalPrefix(prefix.Prefix))
 	if len(r[key]) == 0 {
 		return nil
 	}

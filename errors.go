@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -44,15 +45,12 @@ func newError(status int, code, message string) *apiError {
 	}
 }
 
-// notRetryable marks an error the caller cannot cure by trying again, such
-// as a gateway that is configured wrong.
-func notRetryable(err *apiError) *apiError {
-	err.Retryable = false
-	return err
-}
-
 // errClientGone ends a request whose client left; nobody reads the answer.
-var errClientGone = newError(499, "client_closed", "the client went away")
+func errClientGone() *apiError { return newError(499, "client_closed", "the client went away") }
+
+func errVendorTimeout() *apiError {
+	return newError(http.StatusGatewayTimeout, "vendor_timeout", "the vendor did not answer in time")
+}
 
 // errorBody is the one place where a failure becomes the envelope: the
 // gateway's own errors, the vendor's (typed by the vendor client), refused
@@ -75,13 +73,17 @@ func errorBody(err error) *apiError {
 	case errors.As(err, &refusal):
 		return newError(refusal.Status, refusal.Code, refusal.Message)
 	case errors.Is(err, context.Canceled):
-		return errClientGone
+		return errClientGone()
 	case errors.Is(err, context.DeadlineExceeded):
-		return newError(http.StatusGatewayTimeout, "vendor_timeout", "the vendor did not answer in time")
-	case errors.As(err, &handler) && handler.StatusCode == http.StatusGatewayTimeout:
-		return newError(http.StatusGatewayTimeout, "vendor_timeout", "the vendor did not answer in time")
-	case errors.As(err, &handler) && handler.StatusCode != 0 && handler.StatusCode != http.StatusBadGateway:
-		return newError(handler.StatusCode, "vendor_unreachable", "the vendor's API could not be reached")
+		return errVendorTimeout()
+	case errors.As(err, &handler):
+		switch handler.StatusCode {
+		case http.StatusGatewayTimeout:
+			return errVendorTimeout()
+		case 0, http.StatusBadGateway:
+		default:
+			return newError(handler.StatusCode, "vendor_unreachable", "the vendor's API could not be reached")
+		}
 	}
 	return newError(http.StatusBadGateway, "vendor_unreachable", "the vendor's API could not be reached")
 }
@@ -92,4 +94,14 @@ func encodeError(body *apiError) []byte {
 		Error *apiError `json:"error"`
 	}{body})
 	return append(encoded, '\n')
+}
+
+// setEnvelopeHeaders sets the headers of body's envelope, size bytes long.
+func setEnvelopeHeaders(h http.Header, body *apiError, size int) {
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(size))
+	if body.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(body.retryAfter))
+	}
 }

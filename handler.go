@@ -2,7 +2,6 @@ package caddyauthkit
 
 import (
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -56,7 +55,12 @@ var (
 )
 
 func (rt *route) allows(method string) bool {
-	return method != "" && slices.Contains(strings.Split(rt.allow, ", "), method)
+	for m := range strings.SplitSeq(rt.allow, ", ") {
+		if m == method {
+			return true
+		}
+	}
+	return false
 }
 
 // ServeHTTP answers every request under the prefix, and passes all others
@@ -65,8 +69,8 @@ func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if len(a.identityHeaders) > 0 {
 		closeAfterChunked(w, r)
 	}
-	rt, arg, under := a.routeOf(r)
-	if !under {
+	rt, arg, inPrefix := a.routeOf(r)
+	if !inPrefix {
 		return next.ServeHTTP(w, r)
 	}
 	// Preflight comes without credentials: it is answered before identity.
@@ -120,12 +124,13 @@ func (a *AuthKit) serve(w *recorder, rq *request) error {
 
 // routeOf names the route of r. The prefix is matched as Caddy's path
 // matcher matches (case-insensitively, on the path cleaned of //, . and
-// .., and on Windows read as its filesystem reads it), so that a matcher such as `not path /authkit/token` in front and
-// authkit always agree on what a request names: a path a `path
-// {prefix}/*` matcher takes is answered here, never passed on to the app.
-// under is false for paths outside the prefix. arg is the connection id
-// of connections/{id}, or the passthrough path as the client escaped it.
-func (a *AuthKit) routeOf(r *http.Request) (rt *route, arg string, under bool) {
+// .., and on Windows read as its filesystem reads it), so that a matcher
+// such as `not path /authkit/token` in front and authkit always agree on
+// what a request names: a path a `path {prefix}/*` matcher takes is
+// answered here, never passed on to the app. inPrefix is false for paths
+// outside the prefix. arg is the connection id of connections/{id}, or the
+// passthrough path as the client escaped it.
+func (a *AuthKit) routeOf(r *http.Request) (rt *route, arg string, inPrefix bool) {
 	lower := caddyhttp.NormalizedPath(strings.ToLower(r.URL.Path), true)
 	rest, ok := strings.CutPrefix(lower, a.prefixLower)
 	if !ok || rest != "" && rest[0] != '/' {

@@ -1,7 +1,6 @@
 package caddyauthkit
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -121,7 +120,7 @@ func (a *AuthKit) within(h any) bool {
 	case map[string]any:
 		if v["handler"] == "authkit" {
 			prefix, _ := v["prefix"].(string)
-			return strings.EqualFold("/"+strings.Trim(cmp.Or(prefix, DefaultPrefix), "/"), a.Prefix)
+			return strings.EqualFold(normalPrefix(prefix), a.Prefix)
 		}
 		for _, x := range v {
 			if a.within(x) {

@@ -117,7 +117,8 @@ type AuthKit struct {
 	// How long a positive ownership answer is cached. Default: 1m
 	OwnershipTTL caddy.Duration `json:"ownership_ttl,omitempty"`
 
-	// Most ownership answers kept in the cache (about 100 bytes each).
+	// Most ownership answers kept in the cache (about 150 bytes each, 330
+	// for a keyless answer, which holds the connection's id and key).
 	// Default: 100000
 	OwnershipCacheSize int `json:"ownership_cache_size,omitempty"`
 
@@ -144,8 +145,8 @@ type AuthKit struct {
 	// Default: true
 	ExposeKeys *bool `json:"expose_keys,omitempty"`
 
-	// Largest request body accepted on the routes that read none (all but
-	// passthrough), in bytes; larger gets 413. Passthrough bodies stream,
+	// Largest request body accepted on every route but passthrough (they
+	// discard it), in bytes; larger gets 413. Passthrough bodies stream,
 	// but one that is checked for connection keys (JSON, forms, multipart)
 	// is read whole and may not exceed 1 MiB. Default: 65536
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -174,7 +175,7 @@ type AuthKit struct {
 	secret          string
 	apiURL          *url.URL
 	prefixLower     string
-	identityHeaders []string // see identityHeaders
+	identityHeaders []string // canonical names, from identityHeaders(Identity, IdentityType)
 	// stripped are the headers passthrough never forwards besides the
 	// fixed ones: the identity headers and those forward_auth copies.
 	stripped    []string
@@ -229,7 +230,7 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("%s: %v", where, err)
 		}
 	}
-	secret, err := resolveSecret(a.Secret)
+	secret, err := resolveSecret("secret", a.Secret)
 	if err != nil {
 		return err
 	}
@@ -239,12 +240,12 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	}
 	ticketKey := secret
 	if a.TicketKey != "" {
-		if ticketKey, err = resolveSecret(a.TicketKey); err != nil {
-			return fmt.Errorf("ticket_key: %v", err)
+		if ticketKey, err = resolveSecret("ticket_key", a.TicketKey); err != nil {
+			return err
 		}
 	}
 	if a.apiURL, err = parseAPI(a.API); err != nil {
-		return err
+		return fmt.Errorf("authkit: %v", err)
 	}
 	a.ownershipOn = a.Ownership == nil || *a.Ownership
 	a.exposeKeys = a.ExposeKeys == nil || *a.ExposeKeys
@@ -283,17 +284,14 @@ func (a *AuthKit) setDefaults() error {
 	if a.Provider == "" {
 		a.Provider = DefaultProvider
 	}
-	a.provider = vendor.Providers[a.Provider]
-	if a.provider == nil {
-		return fmt.Errorf("authkit: provider %q must be pica or one", a.Provider)
+	if err := checkProvider(a.Provider); err != nil {
+		return fmt.Errorf("authkit: %v", err)
 	}
+	a.provider = vendor.Providers[a.Provider]
 	if a.API == "" {
 		a.API = a.provider.API
 	}
-	if a.Prefix == "" {
-		a.Prefix = DefaultPrefix
-	}
-	a.Prefix = "/" + strings.Trim(a.Prefix, "/")
+	a.Prefix = normalPrefix(a.Prefix)
 	if a.Identity == "" {
 		a.Identity = DefaultIdentity
 	}
@@ -324,33 +322,39 @@ func defaultDuration(d *caddy.Duration, fallback time.Duration) {
 	}
 }
 
-// resolveSecret expands {env.*} and {file.*} placeholders. Errors name the
-// placeholder, never a value.
-func resolveSecret(placeholder string) (string, error) {
-	if placeholder == "" {
-		return "", fmt.Errorf("authkit: secret is required (use {env.ONE_SECRET_KEY} or {env.PICA_SECRET_KEY})")
+// resolveSecret expands the {env.*} and {file.*} placeholders of option.
+// Errors name the placeholder, never a value: a value written in the
+// config is the secret itself.
+func resolveSecret(option, value string) (string, error) {
+	if value == "" {
+		return "", fmt.Errorf("authkit: %s is required (use {env.ONE_SECRET_KEY} or {env.PICA_SECRET_KEY})", option)
 	}
-	secret := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(placeholder, ""))
+	named := option + " " + value
+	if !isPlaceholder(value) {
+		named = option + " (written in the config)"
+	}
+	secret := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(value, ""))
 	if secret == "" {
 		// The replacer turns a missing file or variable into "": say which.
-		if err := secretSourceMissing(placeholder); err != nil {
-			return "", fmt.Errorf("authkit: secret %s: %v", placeholder, err)
+		if err := secretSourceMissing(value); err != nil {
+			return "", fmt.Errorf("authkit: %s: %v", named, err)
 		}
-		return "", fmt.Errorf("authkit: secret %s is empty", placeholder)
+		return "", fmt.Errorf("authkit: %s is empty", named)
 	}
 	if strings.ContainsAny(secret, "\r\n\x00") {
-		return "", fmt.Errorf("authkit: secret %s contains control characters", placeholder)
+		return "", fmt.Errorf("authkit: %s contains control characters", named)
 	}
 	if strings.ContainsAny(secret, "{}") {
 		// A nested placeholder ({file.{env.DIR}/key}) resolves to its own
 		// leftovers, a wrong key that would only fail at the vendor.
-		return "", fmt.Errorf("authkit: secret %s does not resolve to a key (placeholders cannot be nested; write the path out)", placeholder)
+		return "", fmt.Errorf("authkit: %s does not resolve to a key (placeholders cannot be nested; write the path out)", named)
 	}
 	return secret, nil
 }
 
-// Cleanup releases the caches; Caddy cleans up the guest reverse_proxy, and
-// with it the transport, itself.
+// Cleanup stops the event sender, gives the prefix back and releases the
+// caches; Caddy cleans up the guest reverse_proxy, and with it the
+// transport, itself.
 func (a *AuthKit) Cleanup() error {
 	a.events.close()
 	releasePrefix(a)

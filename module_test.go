@@ -60,27 +60,35 @@ func TestSetValuesAreKeptAndThePrefixNormalised(t *testing.T) {
 
 func TestResolveSecretNamesThePlaceholderNeverTheValue(t *testing.T) {
 	t.Setenv("AUTHKIT_MODULE_TEST", "  sk_test_value \n")
-	if s, err := resolveSecret("{env.AUTHKIT_MODULE_TEST}"); err != nil || s != "sk_test_value" {
+	if s, err := resolveSecret("secret", "{env.AUTHKIT_MODULE_TEST}"); err != nil || s != "sk_test_value" {
 		t.Fatalf("env secret: %q, %v", s, err)
 	}
 	file := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(file, []byte("sk_from_file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := resolveSecret("{file." + file + "}"); err != nil || s != "sk_from_file" {
+	if s, err := resolveSecret("secret", "{file."+file+"}"); err != nil || s != "sk_from_file" {
 		t.Fatalf("file secret: %q, %v", s, err)
 	}
 	t.Setenv("AUTHKIT_MODULE_TEST", "sk_a\nsk_b")
 	for _, placeholder := range []string{"", "{env.AUTHKIT_MODULE_TEST_UNSET}", "{env.AUTHKIT_MODULE_TEST}"} {
-		_, err := resolveSecret(placeholder)
+		_, err := resolveSecret("ticket_key", placeholder)
 		if err == nil {
 			t.Fatalf("%q accepted", placeholder)
 		}
 		if strings.Contains(err.Error(), "sk_a") {
 			t.Fatalf("the error shows the secret: %v", err)
 		}
-		if placeholder != "" && !strings.Contains(err.Error(), placeholder) {
-			t.Fatalf("the error does not name %s: %v", placeholder, err)
+		if !strings.Contains(err.Error(), "ticket_key "+placeholder) {
+			t.Fatalf("the error does not name ticket_key %s: %v", placeholder, err)
+		}
+	}
+	// Written in the config, the value is the secret: never quoted.
+	for _, literal := range []string{"sk_live_1_written\nin", "sk_live_1_{written", "sk_live_1_written}"} {
+		_, err := resolveSecret("secret", literal)
+		if err == nil || strings.Contains(err.Error(), "written\n") || strings.Contains(err.Error(), "sk_live") ||
+			!strings.Contains(err.Error(), "secret (written in the config)") {
+			t.Fatalf("%q: %v", literal, err)
 		}
 	}
 }

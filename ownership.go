@@ -50,7 +50,7 @@ func ownerOf(id identity) owner {
 }
 
 // key names one cached answer about the owner: the kind of question and
-// its subject, hashed so entries stay small and hold no key.
+// its subject, hashed so names stay small and no name holds a key.
 func (who owner) key(kind byte, subject string) string {
 	var b [33]byte
 	copy(b[:16], who)
@@ -80,10 +80,10 @@ const (
 //     outdates every answer.
 type epochs struct{ names, deletes string }
 
-// epochs are the owner's current epochs, new ones when it has none; renew
+// currentEpochs are the owner's epochs, new ones when it has none; renew
 // and forget change one of them. The read and the change are one step, so
 // a renew and a forget at once never undo each other.
-func (o *owners) epochs(who owner) epochs { return o.changeEpochs(who, false, false) }
+func (o *owners) currentEpochs(who owner) epochs { return o.changeEpochs(who, false, false) }
 
 func (o *owners) changeEpochs(who owner, names, deletes bool) epochs {
 	e := o.cache.Update(who.key(epochsOf, ""), func(old string, ok bool) string {
@@ -133,12 +133,12 @@ func (o *owners) check(ctx context.Context, id identity, connectionKey string) e
 		return o.notOwned(id, connectionKey)
 	}
 	who := ownerOf(id)
-	owned, err := o.load(ctx, who.key(ownsKey, connectionKey), o.epochs(who).deletes, func(ctx context.Context) (string, bool, error) {
+	owned, err := o.load(ctx, who.key(ownsKey, connectionKey), o.currentEpochs(who).deletes, func(ctx context.Context) (string, bool, error) {
 		owned, err := o.askVault(ctx, id, connectionKey)
 		if err != nil || !owned {
 			return "", false, err
 		}
-		return connectionKey, true, nil
+		return "owned", true, nil
 	})
 	if err != nil {
 		return err
@@ -220,7 +220,7 @@ func (o *owners) resolve(ctx context.Context, id identity, value string) (key, c
 	// Only the id → key answers outlive a new connection: a platform's
 	// answer changes when the caller connects another account.
 	who := ownerOf(id)
-	e := o.epochs(who)
+	e := o.currentEpochs(who)
 	stamp := e.deletes
 	if !byID {
 		stamp = e.names + e.deletes

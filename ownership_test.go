@@ -91,7 +91,7 @@ func BenchmarkOwnershipCacheHit(b *testing.B) {
 	id := identity{ID: "alice", Type: "user"}
 	key := "test::gmail::default::106c889a50bc798e99b0ef4abb9d5e7b|alice"
 	// The vault's answer, cached as check caches it.
-	_, _ = o.load(context.Background(), ownerOf(id).key(ownsKey, key), o.epochs(ownerOf(id)).deletes, func(context.Context) (string, bool, error) { return key, true, nil })
+	_, _ = o.load(context.Background(), ownerOf(id).key(ownsKey, key), o.currentEpochs(ownerOf(id)).deletes, func(context.Context) (string, bool, error) { return key, true, nil })
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -109,13 +109,13 @@ func TestRenewAndForgetAtOnceNeverUndoEachOther(t *testing.T) {
 	m, _ := newMetrics(nil)
 	o := newOwners(nil, 100, time.Minute, nil, zap.NewNop(), nil, m)
 	id := identity{ID: "alice", Type: "user"}
-	seen := map[string]bool{o.epochs(ownerOf(id)).deletes: true}
+	seen := map[string]bool{o.currentEpochs(ownerOf(id)).deletes: true}
 	for range 200 {
 		done := make(chan struct{})
 		go func() { o.renew(id); close(done) }()
 		o.forget(id)
 		<-done
-		deletes := o.epochs(ownerOf(id)).deletes
+		deletes := o.currentEpochs(ownerOf(id)).deletes
 		if seen[deletes] {
 			t.Fatal("a forget was undone by a renew at the same moment")
 		}

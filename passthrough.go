@@ -18,13 +18,13 @@ import (
 const maxConnectionKeyLen = 512
 
 // checkedCall is what the gateway checked of a passthrough call: the
-// transport sets exactly these on the request that leaves, after Caddy's
-// proxy has removed hop-by-hop headers, so nothing can differ from what was
-// checked.
+// transport sets the key and the action id on the request that leaves,
+// after Caddy's proxy has removed hop-by-hop headers, so nothing can differ
+// from what was checked.
 type checkedCall struct {
 	connectionKey string
 	actionID      string
-	platform      string
+	platform      string // for AuthKit-Reconnect
 	requestID     string // Caddy's, for the transport's log line
 }
 
@@ -66,8 +66,10 @@ func (a *AuthKit) servePassthrough(w *recorder, rq *request) error {
 	}
 	defer release()
 
-	// The headers go from the request Caddy logs too (never a key in a log
-	// line); the path changes on the request that leaves only.
+	// The headers go from the request reverse_proxy logs at debug too (the
+	// access and error logs hold a copy of their own, made before any
+	// handler: docs/production.md); the path changes on the request that
+	// leaves only.
 	stripClientHeaders(r.Header, a.stripped)
 	out := r.WithContext(context.WithValue(r.Context(), checkedCallKey{}, call))
 	upstream := *r.URL
@@ -89,7 +91,7 @@ func (a *AuthKit) servePassthrough(w *recorder, rq *request) error {
 			return errBodyInvalid()
 		}
 		if err == nil {
-			return errClientGone
+			return errClientGone()
 		}
 	}
 	return err

@@ -230,14 +230,8 @@ func replaceWithError(res *http.Response, body *apiError) {
 	encoded := encodeError(body)
 	res.StatusCode = body.Status
 	res.Status = strconv.Itoa(body.Status) + " " + http.StatusText(body.Status)
-	res.Header = http.Header{
-		"Content-Type":   {"application/json"},
-		"Content-Length": {strconv.Itoa(len(encoded))},
-		"Cache-Control":  {"no-store"},
-	}
-	if body.retryAfter > 0 {
-		res.Header.Set("Retry-After", strconv.Itoa(body.retryAfter))
-	}
+	res.Header = http.Header{}
+	setEnvelopeHeaders(res.Header, body, len(encoded))
 	res.ContentLength = int64(len(encoded))
 	res.Body = io.NopCloser(bytes.NewReader(encoded))
 }

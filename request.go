@@ -71,9 +71,11 @@ func requestIDOf(ctx context.Context) string {
 // discardBody enforces the body limit on routes that read no body, and
 // refuses a body that cannot be read whole, before anything is done.
 func (a *AuthKit) discardBody(r *http.Request) error {
-	tooLarge := newError(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than "+strconv.FormatInt(a.MaxBodySize, 10)+" bytes")
+	tooLarge := func() error {
+		return newError(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than "+strconv.FormatInt(a.MaxBodySize, 10)+" bytes")
+	}
 	if r.ContentLength > a.MaxBodySize {
-		return tooLarge
+		return tooLarge()
 	}
 	if r.Body == nil {
 		return nil
@@ -83,7 +85,7 @@ func (a *AuthKit) discardBody(r *http.Request) error {
 		return errBodyInvalid()
 	}
 	if n > a.MaxBodySize {
-		return tooLarge
+		return tooLarge()
 	}
 	return nil
 }

@@ -86,13 +86,8 @@ func (a *AuthKit) writeError(w http.ResponseWriter, rq *request, err error) {
 	}
 	a.metrics.failed(rq.route.name, body.Code)
 
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Del("Content-Length")
-	if body.retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(body.retryAfter))
-	}
+	encoded := encodeError(body)
+	setEnvelopeHeaders(w.Header(), body, len(encoded))
 	w.WriteHeader(body.Status)
-	_, _ = w.Write(encodeError(body))
+	_, _ = w.Write(encoded)
 }

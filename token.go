@@ -102,10 +102,7 @@ func (t *tokenSource) onePage(ctx context.Context, id identity, page, limit stri
 	if err != nil {
 		return nil, err
 	}
-	if flags == nil {
-		return bytes.Clone(body), nil
-	}
-	return vendor.WithWhiteLabel(body, <-flags), nil
+	return withFlag(body, flags), nil
 }
 
 func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error) {
@@ -113,8 +110,8 @@ func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error)
 	payload := tokenPayload(id)
 
 	guess := int(t.pages.Load())
-	results, failed, err := t.fetchPages(ctx, payload, 1, guess)
-	if err != nil && failed > 1 && ctx.Err() == nil {
+	results, failedPage, err := t.fetchPages(ctx, payload, 1, guess)
+	if err != nil && failedPage > 1 && ctx.Err() == nil {
 		// The remembered count is a guess: the account may have fewer
 		// pages now, and a page it no longer has may fail. Ask again as
 		// the first time, page 1 first.
@@ -129,14 +126,11 @@ func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error)
 	first := results[0].page
 	pages := max(first.Pages, 1)
 	if pages > maxTokenPages {
-		return nil, vendor.ErrBadAnswer("it reports " + strconv.Itoa(pages) + " token pages, more than the " + strconv.Itoa(maxTokenPages) + " a token may have")
+		return nil, vendor.BadAnswer("it reports " + strconv.Itoa(pages) + " token pages, more than the " + strconv.Itoa(maxTokenPages) + " a token may have")
 	}
 	t.pages.Store(int64(pages))
 	if pages == 1 {
-		if flags == nil {
-			return bytes.Clone(results[0].body), nil
-		}
-		return vendor.WithWhiteLabel(results[0].body, <-flags), nil
+		return withFlag(results[0].body, flags), nil
 	}
 	if pages > guess {
 		more, _, err := t.fetchPages(ctx, payload, guess+1, pages)
@@ -157,6 +151,15 @@ func (t *tokenSource) allPages(ctx context.Context, id identity) ([]byte, error)
 	return vendor.MergeTokenPages(rows, first.Total, results[pages-1].page.RequestID, whiteLabel), nil
 }
 
+// withFlag is a copy of the one page of a token, with the white-label flag
+// once it has come when the provider has one (flags is not nil).
+func withFlag(page []byte, flags <-chan bool) []byte {
+	if flags == nil {
+		return bytes.Clone(page)
+	}
+	return vendor.WithWhiteLabel(page, <-flags)
+}
+
 // pageResult is one fetched page; body and page alias buf.
 type pageResult struct {
 	buf  *bytes.Buffer
@@ -174,7 +177,7 @@ func (t *tokenSource) fetchPages(ctx context.Context, payload []byte, from, to i
 	defer cancel()
 	results := make([]pageResult, to-from+1)
 	var failure error
-	failed := 0
+	failedPage := 0
 	var once sync.Once
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -185,7 +188,7 @@ func (t *tokenSource) fetchPages(ctx context.Context, payload []byte, from, to i
 				r.buf = pageBuffers.Get().(*bytes.Buffer)
 				r.body, r.page, r.err = t.vendor.TokenPage(ctx, payload, strconv.Itoa(from+i), tokenPageLimit, r.buf)
 				if r.err != nil {
-					once.Do(func() { failure, failed = r.err, from+i; cancel() })
+					once.Do(func() { failure, failedPage = r.err, from+i; cancel() })
 				}
 			}
 		})
@@ -203,7 +206,7 @@ feed:
 	if failure == nil && ctx.Err() != nil {
 		failure = ctx.Err() // the caller left, or the token's budget ran out
 	}
-	return results, failed, failure
+	return results, failedPage, failure
 }
 
 // pageBuffers hold pages while a token is merged; the merge copies the rows.

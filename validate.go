@@ -1,6 +1,7 @@
 package caddyauthkit
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -16,14 +17,12 @@ import (
 
 // Validate checks the configuration with the same checks the Caddyfile
 // parser applies to each option (where it can also name file and line); it
-// changes nothing.
+// changes nothing. Provision has already parsed the provider and the api.
 func (a *AuthKit) Validate() error {
 	checks := []struct {
 		value string
 		check func(string) error
 	}{
-		{a.Provider, checkProvider},
-		{a.API, checkAPI},
 		{a.Prefix, checkPrefix},
 		{a.Identity, checkIdentity},
 		{a.IdentityType, checkIdentityType},
@@ -74,6 +73,12 @@ func parseAPI(api string) (*url.URL, error) {
 	}
 	u.Path, u.RawPath = "", ""
 	return u, nil
+}
+
+// normalPrefix is prefix as the module uses it: DefaultPrefix when unset,
+// with one leading slash and none at the end.
+func normalPrefix(prefix string) string {
+	return "/" + strings.Trim(cmp.Or(prefix, DefaultPrefix), "/")
 }
 
 // checkPrefix accepts a plain, clean path: not "/", which would take every

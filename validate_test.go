@@ -13,13 +13,13 @@ func TestSecretSourceIsNamed(t *testing.T) {
 		"{file." + dir + "}":                           "file " + dir + " cannot be read",
 		"{env.AUTHKIT_DOCTOR_UNSET}":                   "environment variable AUTHKIT_DOCTOR_UNSET is not set",
 	} {
-		_, err := resolveSecret(placeholder)
+		_, err := resolveSecret("secret", placeholder)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want %q", placeholder, err, want)
 		}
 	}
 	t.Setenv("AUTHKIT_DOCTOR_EMPTY", " ")
-	if _, err := resolveSecret("{env.AUTHKIT_DOCTOR_EMPTY}"); err == nil || !strings.Contains(err.Error(), "is empty") {
+	if _, err := resolveSecret("secret", "{env.AUTHKIT_DOCTOR_EMPTY}"); err == nil || !strings.Contains(err.Error(), "is empty") {
 		t.Errorf("a set but blank variable: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -10,14 +11,14 @@ import (
 const MaxIdentityLength = 128
 
 // Identity says why id cannot be a caller's identity, or "" when it can: it
-// must be UTF-8 text of at most 128 bytes, neither blank nor holding control
+// must be UTF-8 text of at most MaxIdentityLength bytes, neither blank nor holding control
 // characters.
 func Identity(id string) string {
 	switch {
 	case strings.TrimSpace(id) == "":
 		return "is blank"
 	case len(id) > MaxIdentityLength:
-		return "is longer than 128 bytes"
+		return "is longer than " + strconv.Itoa(MaxIdentityLength) + " bytes"
 	case !utf8.ValidString(id):
 		return "is not UTF-8"
 	case strings.IndexFunc(id, unicode.IsControl) >= 0:

@@ -1,7 +1,7 @@
 // Package inspect checks what the gateway takes from browsers before it
 // acts on it: the passthrough path, passthrough bodies, identities. Each
-// check is a pure function of its input, refuses what it cannot be sure
-// of, and has a fuzz target.
+// check refuses what it cannot be sure of and has a fuzz target; only
+// PinBody changes what it is given (it puts back the body it read).
 package inspect
 
 // Refusal is untrusted input that fails a check, as the caller is told.

@@ -28,15 +28,15 @@ const version = 1
 // purpose names the keys derived for tickets.
 const purpose = "caddyauthkit ticket v1"
 
-// ErrInvalid is a ticket that was altered, has expired, or is no ticket.
-var ErrInvalid = errors.New("invalid or expired ticket")
+// errInvalid is a ticket that was altered, has expired, or is no ticket.
+var errInvalid = errors.New("invalid or expired ticket")
 
 // Sealer mints and opens tickets under one key.
 type Sealer struct {
 	encKey, macKey []byte
 	ttl            time.Duration
-	// Now is the clock; tests move it.
-	Now func() time.Time
+	// now is the clock; tests move it.
+	now func() time.Time
 }
 
 // New makes a Sealer whose tickets live for ttl.
@@ -45,7 +45,7 @@ func New(key string, ttl time.Duration) *Sealer {
 		encKey: derive(key, purpose+" encryption"),
 		macKey: derive(key, purpose+" signature"),
 		ttl:    ttl,
-		Now:    time.Now,
+		now:    time.Now,
 	}
 }
 
@@ -59,7 +59,7 @@ func derive(key, purpose string) []byte {
 
 // Mint returns a ticket for the identity and its type, and its expiry.
 func (s *Sealer) Mint(identity, identityType string) (string, time.Time) {
-	expires := s.Now().Add(s.ttl).Truncate(time.Second)
+	expires := s.now().Add(s.ttl).Truncate(time.Second)
 	plain := binary.BigEndian.AppendUint64(nil, uint64(expires.Unix()))
 	plain = append(plain, byte(len(identityType)))
 	plain = append(plain, identityType...)
@@ -77,21 +77,21 @@ func (s *Sealer) Mint(identity, identityType string) (string, time.Time) {
 }
 
 // Open returns the identity and type a ticket stands for, if it is intact
-// and alive; else ErrInvalid.
+// and alive; else errInvalid.
 func (s *Sealer) Open(ticket string) (identity, identityType string, err error) {
 	raw, err := base64.RawURLEncoding.DecodeString(ticket)
 	minLen := 1 + aes.BlockSize + 9 + sha256.Size
 	// The decoder ignores line breaks and the unused low bits of the last
 	// character: only the ticket as Mint wrote it is that ticket.
 	if err == nil && base64.RawURLEncoding.EncodeToString(raw) != ticket {
-		return "", "", ErrInvalid
+		return "", "", errInvalid
 	}
 	if err != nil || len(raw) < minLen || len(raw) > minLen+255+inspect.MaxIdentityLength || raw[0] != version {
-		return "", "", ErrInvalid
+		return "", "", errInvalid
 	}
 	body, mac := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]
 	if !hmac.Equal(mac, s.sign(body)) {
-		return "", "", ErrInvalid
+		return "", "", errInvalid
 	}
 	iv, sealed := body[1:1+aes.BlockSize], body[1+aes.BlockSize:]
 	plain := make([]byte, len(sealed))
@@ -99,12 +99,12 @@ func (s *Sealer) Open(ticket string) (identity, identityType string, err error) 
 
 	expires := time.Unix(int64(binary.BigEndian.Uint64(plain)), 0)
 	typeLen := int(plain[8])
-	if !s.Now().Before(expires) || 9+typeLen > len(plain) {
-		return "", "", ErrInvalid
+	if !s.now().Before(expires) || 9+typeLen > len(plain) {
+		return "", "", errInvalid
 	}
 	identityType, identity = string(plain[9:9+typeLen]), string(plain[9+typeLen:])
 	if !inspect.IdentityType(identityType) || inspect.Identity(identity) != "" {
-		return "", "", ErrInvalid
+		return "", "", errInvalid
 	}
 	return identity, identityType, nil
 }

@@ -26,10 +26,10 @@ func openErr(t *testing.T, s *Sealer, ticket string) string {
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, errInvalid):
 		return "invalid"
 	}
-	t.Fatalf("Open returned %v, not ErrInvalid", err)
+	t.Fatalf("Open returned %v, not errInvalid", err)
 	return ""
 }
 
@@ -40,7 +40,7 @@ func mint(s *Sealer, id identity) (string, time.Time) { return s.Mint(id.ID, id.
 func TestTicketRoundTrip(t *testing.T) {
 	tk := New(testSecret, time.Minute)
 	now := time.Unix(1_800_000_000, 0)
-	tk.Now = func() time.Time { return now }
+	tk.now = func() time.Time { return now }
 	for _, id := range []identity{
 		{ID: "alice", Type: "user"},
 		{ID: "Acme Corp: ops ✓", Type: "team"},
@@ -170,7 +170,7 @@ func TestTicketOfAnotherVersionIsRefusedEvenWhenSigned(t *testing.T) {
 func TestTicketExpires(t *testing.T) {
 	tk := New(testSecret, time.Minute)
 	now := time.Unix(1_800_000_000, 0)
-	tk.Now = func() time.Time { return now }
+	tk.now = func() time.Time { return now }
 	ticket, expires := mint(tk, identity{ID: "alice", Type: "user"})
 	now = expires.Add(-time.Second)
 	if code := openErr(t, tk, ticket); code != "" {
@@ -216,20 +216,20 @@ func TestTicketHidesTheIdentity(t *testing.T) {
 var fuzzNow = time.Unix(1_800_000_000, 0)
 
 // FuzzOpen: no string makes Open panic or fail with another error than
-// ErrInvalid, and whatever opens is a ticket minted under the key, written
+// errInvalid, and whatever opens is a ticket minted under the key, written
 // exactly as Mint writes it, for a valid identity and type that are the
 // ones it holds (checked by a reference reading of the format, with keys
 // derived here): a mutation of a real ticket never opens.
 func FuzzOpen(f *testing.F) {
 	s := New(testSecret, time.Minute)
-	s.Now = func() time.Time { return fuzzNow }
+	s.now = func() time.Time { return fuzzNow }
 	macKey := referenceKey(testSecret, "caddyauthkit ticket v1 signature")
 	encKey := referenceKey(testSecret, "caddyauthkit ticket v1 encryption")
 	f.Fuzz(func(t *testing.T, ticket string) {
 		id, idType, err := s.Open(ticket)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("Open(%q): %v, not ErrInvalid", ticket, err)
+			if !errors.Is(err, errInvalid) {
+				t.Fatalf("Open(%q): %v, not errInvalid", ticket, err)
 			}
 			return
 		}

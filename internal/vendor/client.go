@@ -13,15 +13,15 @@ import (
 	"time"
 )
 
-// The vendor's endpoints, by the one name the metrics, the logs, the traces
-// and the sandbox's faults use.
+// The vendor's endpoints, by the one name the metrics, the logs and the
+// traces use (the sandbox names its faults alike).
 const (
-	EndpointToken       = "token"
-	EndpointFlags       = "flags"
-	EndpointVaultList   = "vault_list"
-	EndpointVaultGet    = "vault_get"
-	EndpointVaultDelete = "vault_delete"
-	EndpointConnectors  = "connectors"
+	endpointToken       = "token"
+	endpointFlags       = "flags"
+	endpointVaultList   = "vault_list"
+	endpointVaultGet    = "vault_get"
+	endpointVaultDelete = "vault_delete"
+	endpointConnectors  = "connectors"
 	EndpointPassthrough = "passthrough"
 )
 
@@ -186,9 +186,9 @@ func (c *Client) attempt(ctx context.Context, cl call, attempt int) (body []byte
 	case err != nil && ctx.Err() != nil:
 		return nil, -1, err // cancelled or out of time: final
 	case err == nil && len(body) > maxBody:
-		return nil, -1, ErrBadAnswer("it is larger than 32 MiB") // it would be again
+		return nil, -1, BadAnswer("it is larger than 32 MiB") // it would be again
 	case err != nil && status != 0:
-		return nil, 0, ErrBadAnswer("it broke off") // worth another try
+		return nil, 0, BadAnswer("it broke off") // worth another try
 	case err != nil:
 		return nil, 0, err
 	case status >= 200 && status < 300:
@@ -267,19 +267,19 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 // needs of it. buf, when set, holds the answer.
 func (c *Client) TokenPage(ctx context.Context, payload []byte, page, limit string, buf *bytes.Buffer) ([]byte, TokenPage, error) {
 	body, err := c.do(ctx, call{
-		endpoint: EndpointToken, method: http.MethodPost, path: c.provider.TokenPath,
+		endpoint: endpointToken, method: http.MethodPost, path: c.provider.TokenPath,
 		query: url.Values{"limit": {limit}, "page": {page}}, body: payload, idempotent: true, buffer: buf,
 	})
 	if err != nil {
 		return nil, TokenPage{}, err
 	}
-	parsed, err := ParseTokenPage(body)
+	parsed, err := parseTokenPage(body)
 	return body, parsed, err
 }
 
 // WhiteLabel reads the account's authkitWhitelist flag (Pica only).
 func (c *Client) WhiteLabel(ctx context.Context) (bool, error) {
-	body, err := c.do(ctx, call{endpoint: EndpointFlags, method: http.MethodGet, path: "/v1/users/flags", idempotent: true})
+	body, err := c.do(ctx, call{endpoint: endpointFlags, method: http.MethodGet, path: "/v1/users/flags", idempotent: true})
 	if err != nil {
 		return false, err
 	}
@@ -287,24 +287,24 @@ func (c *Client) WhiteLabel(ctx context.Context) (bool, error) {
 		AuthkitWhitelist *bool `json:"authkitWhitelist"`
 	}
 	if json.Unmarshal(body, &flags) != nil || flags.AuthkitWhitelist == nil {
-		return false, ErrBadAnswer("no authkitWhitelist flag")
+		return false, BadAnswer("no authkitWhitelist flag")
 	}
 	return *flags.AuthkitWhitelist, nil
 }
 
 // VaultList lists the vault connections matching query.
 func (c *Client) VaultList(ctx context.Context, query url.Values) (VaultPage, error) {
-	body, err := c.do(ctx, call{endpoint: EndpointVaultList, method: http.MethodGet, path: "/v1/vault/connections", query: query, idempotent: true})
+	body, err := c.do(ctx, call{endpoint: endpointVaultList, method: http.MethodGet, path: "/v1/vault/connections", query: query, idempotent: true})
 	if err != nil {
 		return VaultPage{}, err
 	}
-	return DecodeVaultPage(body)
+	return decodeVaultPage(body)
 }
 
 // VaultGet reads one connection; found is false when the vendor has no
 // such connection.
 func (c *Client) VaultGet(ctx context.Context, id string) (conn Connection, found bool, err error) {
-	body, err := c.do(ctx, call{endpoint: EndpointVaultGet, method: http.MethodGet, path: "/v1/vault/connections/" + id, idempotent: true, notFound: true})
+	body, err := c.do(ctx, call{endpoint: endpointVaultGet, method: http.MethodGet, path: "/v1/vault/connections/" + id, idempotent: true, notFound: true})
 	if errors.Is(err, errNotFound) {
 		return conn, false, nil
 	}
@@ -318,7 +318,7 @@ func (c *Client) VaultGet(ctx context.Context, id string) (conn Connection, foun
 // VaultDelete deletes one connection; found is false when it was gone.
 // It is never retried: the first attempt may have deleted it.
 func (c *Client) VaultDelete(ctx context.Context, id string) (found bool, err error) {
-	_, err = c.do(ctx, call{endpoint: EndpointVaultDelete, method: http.MethodDelete, path: "/v1/vault/connections/" + id, notFound: true})
+	_, err = c.do(ctx, call{endpoint: endpointVaultDelete, method: http.MethodDelete, path: "/v1/vault/connections/" + id, notFound: true})
 	if errors.Is(err, errNotFound) {
 		return false, nil
 	}
@@ -328,11 +328,11 @@ func (c *Client) VaultDelete(ctx context.Context, id string) (found bool, err er
 // Connectors lists the connectors enabled in AuthKit, as the vendor wrote
 // them, once they are checked to be a list.
 func (c *Client) Connectors(ctx context.Context, query url.Values) ([]byte, error) {
-	body, err := c.do(ctx, call{endpoint: EndpointConnectors, method: http.MethodGet, path: "/v1/available-connectors", query: query, idempotent: true})
+	body, err := c.do(ctx, call{endpoint: endpointConnectors, method: http.MethodGet, path: "/v1/available-connectors", query: query, idempotent: true})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ParseList(body); err != nil {
+	if _, err := parseList(body); err != nil {
 		return nil, err
 	}
 	return body, nil

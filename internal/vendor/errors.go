@@ -35,18 +35,18 @@ type Error struct {
 	// VendorStatus is the status the vendor answered, 0 when none came.
 	VendorStatus int
 	// VendorMessage is the vendor's own text, with anything shaped like a
-	// key and any piece of the secret removed (see Redact); "" when unsafe.
+	// key and any piece of the secret removed (see redact); "" when unsafe.
 	VendorMessage string
 	// CorrelationID is the vendor's id of its error, for its support.
 	CorrelationID string
-	// Cause is the network failure behind the error, if any: for logs and
+	// Err is the network failure behind the error, if any: for logs and
 	// the doctor, never for a caller.
-	Cause error
+	Err error
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-func (e *Error) Unwrap() error { return e.Cause }
+func (e *Error) Unwrap() error { return e.Err }
 
 func newError(status int, code, message string) *Error {
 	return &Error{Status: status, Code: code, Message: message, Retryable: status == http.StatusTooManyRequests || status >= 500}
@@ -86,8 +86,8 @@ func Failure(status int, h http.Header, body []byte, secret string) *Error {
 		err.Retryable = false
 	}
 	err.VendorStatus = status
-	err.VendorMessage = Redact(vendor.Message, secret)
-	if id := Redact(vendor.CorrelationID, secret); id == vendor.CorrelationID && len(id) <= 100 {
+	err.VendorMessage = redact(vendor.Message, secret)
+	if id := redact(vendor.CorrelationID, secret); id == vendor.CorrelationID && len(id) <= 100 {
 		err.CorrelationID = id
 	}
 	return err
@@ -112,14 +112,14 @@ func retryAfterSeconds(h http.Header) int {
 	return 0
 }
 
-// ErrBadAnswer is a 2xx the gateway cannot use: not JSON, cut short, or of
+// BadAnswer is a 2xx the gateway cannot use: not JSON, cut short, or of
 // the wrong shape.
-func ErrBadAnswer(why string) *Error {
+func BadAnswer(why string) *Error {
 	return newError(http.StatusBadGateway, "vendor_bad_response", "the vendor's answer could not be used: "+why)
 }
 
-// Overloaded is the answer when max_concurrent calls are in flight.
-func Overloaded() *Error {
+// errOverloaded is the answer when max_concurrent calls are in flight.
+func errOverloaded() *Error {
 	err := newError(http.StatusServiceUnavailable, "overloaded", "too many calls to the vendor in flight")
 	err.RetryAfter = 1
 	return err
@@ -127,13 +127,13 @@ func Overloaded() *Error {
 
 func errTimeout(cause error) *Error {
 	err := newError(http.StatusGatewayTimeout, "vendor_timeout", "the vendor did not answer in time")
-	err.Cause = cause
+	err.Err = cause
 	return err
 }
 
 func errUnreachable(cause error) *Error {
 	err := newError(http.StatusBadGateway, "vendor_unreachable", "the vendor's API could not be reached")
-	err.Cause = cause
+	err.Err = cause
 	return err
 }
 
@@ -168,8 +168,8 @@ func Cause(err error) string {
 		return "timeout"
 	case errors.As(err, &e) && e.VendorStatus != 0:
 		return "the vendor answered " + strconv.Itoa(e.VendorStatus) + " " + http.StatusText(e.VendorStatus)
-	case errors.As(err, &e) && e.Cause != nil:
-		return Cause(e.Cause)
+	case errors.As(err, &e) && e.Err != nil:
+		return Cause(e.Err)
 	case errors.As(err, &e):
 		return e.Message
 	}

@@ -11,20 +11,20 @@ import (
 	"unicode/utf8"
 )
 
-// ParseList checks that body is valid JSON, an object with a rows array, as
+// parseList checks that body is valid JSON, an object with a rows array, as
 // every list answer of the vendor is, and returns its top-level fields raw.
 // Invalid JSON anywhere (a row included) is refused: the gateway relays
 // these bytes to browsers.
-func ParseList(body []byte) (map[string][]byte, error) {
+func parseList(body []byte) (map[string][]byte, error) {
 	if !json.Valid(body) {
-		return nil, ErrBadAnswer("not valid JSON")
+		return nil, BadAnswer("not valid JSON")
 	}
 	fields, ok := objectFields(body)
 	if !ok {
-		return nil, ErrBadAnswer("not a JSON object")
+		return nil, BadAnswer("not a JSON object")
 	}
 	if rows := fields["rows"]; len(rows) < 2 || rows[0] != '[' {
-		return nil, ErrBadAnswer("no rows array")
+		return nil, BadAnswer("no rows array")
 	}
 	return fields, nil
 }

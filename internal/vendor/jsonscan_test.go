@@ -62,7 +62,7 @@ func TestParseListWantsARowsArray(t *testing.T) {
 		`{"rows":[{"id":01}]}`:       false,
 		`{"rows":["\x"]}`:            false,
 	} {
-		fields, err := ParseList([]byte(body))
+		fields, err := parseList([]byte(body))
 		if (err == nil) != ok {
 			t.Fatalf("%q: error %v, want ok %v", body, err, ok)
 		}
@@ -93,17 +93,17 @@ func TestParseListReadsNamesAsJSONDoes(t *testing.T) {
 		`{"rows":[6],"rows\u0000":7}`:    "[6]",
 		`{"rows":[7],"\ud800":{"a":[]}}`: "[7]",
 	} {
-		fields, err := ParseList([]byte(body))
+		fields, err := parseList([]byte(body))
 		if err != nil || string(fields["rows"]) != rows {
-			t.Fatalf("ParseList(%s): rows %s, %v; want %s", body, fields["rows"], err, rows)
+			t.Fatalf("parseList(%s): rows %s, %v; want %s", body, fields["rows"], err, rows)
 		}
 	}
 	for _, body := range []string{`{"rows":[1],"r\u006fws":{}}`, `{"rows":[1],"\u0072\u006f\u0077\u0073":null}`, `{"r\u006fws":[1],"rows":"x"}`} {
-		if fields, err := ParseList([]byte(body)); err == nil {
-			t.Fatalf("ParseList(%s) accepted, rows %s", body, fields["rows"])
+		if fields, err := parseList([]byte(body)); err == nil {
+			t.Fatalf("parseList(%s) accepted, rows %s", body, fields["rows"])
 		}
 	}
-	p, err := ParseTokenPage([]byte(`{"rows":[],"tot\u0061l":5,"p\u0061ges":2,"requestI\u0064":"r"}`))
+	p, err := parseTokenPage([]byte(`{"rows":[],"tot\u0061l":5,"p\u0061ges":2,"requestI\u0064":"r"}`))
 	if err != nil || string(p.Total) != "5" || p.Pages != 2 || string(p.RequestID) != `"r"` {
 		t.Fatalf("escaped names: %+v, %v", p, err)
 	}
@@ -124,29 +124,29 @@ func referenceList(body []byte) (map[string]json.RawMessage, bool) {
 	return fields, true
 }
 
-// FuzzParseList: ParseList accepts exactly the bodies encoding/json reads
+// FuzzParseList: parseList accepts exactly the bodies encoding/json reads
 // as an object with a rows array, and finds the same fields with the same
 // raw values (so the rows the gateway relays are the rows any JSON parser
 // reads); what it refuses is vendor_bad_response.
 func FuzzParseList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, err := ParseList(body)
+		got, err := parseList(body)
 		want, ok := referenceList(body)
 		if (err == nil) != ok {
-			t.Fatalf("ParseList(%q): error %v; encoding/json reads it as a list: %v", body, err, ok)
+			t.Fatalf("parseList(%q): error %v; encoding/json reads it as a list: %v", body, err, ok)
 		}
 		if err != nil {
 			if e, isErr := err.(*Error); !isErr || e.Code != "vendor_bad_response" || e.Status != 502 {
-				t.Fatalf("ParseList(%q): %v, not vendor_bad_response", body, err)
+				t.Fatalf("parseList(%q): %v, not vendor_bad_response", body, err)
 			}
 			return
 		}
 		if len(got) != len(want) {
-			t.Fatalf("ParseList(%q) finds %d fields, encoding/json %d: %q", body, len(got), len(want), got)
+			t.Fatalf("parseList(%q) finds %d fields, encoding/json %d: %q", body, len(got), len(want), got)
 		}
 		for name, raw := range want {
 			if v, found := got[name]; !found || !bytes.Equal(v, raw) {
-				t.Fatalf("ParseList(%q): field %q is %q, encoding/json reads %q", body, name, v, raw)
+				t.Fatalf("parseList(%q): field %q is %q, encoding/json reads %q", body, name, v, raw)
 			}
 		}
 	})

@@ -14,7 +14,7 @@ func NewLimiter(n int, watch func(delta int)) *Limiter {
 	return &Limiter{slots: make(chan struct{}, n), watch: watch}
 }
 
-// Acquire takes a slot, or answers Overloaded at once.
+// Acquire takes a slot, or answers errOverloaded at once.
 func (l *Limiter) Acquire() (release func(), err error) {
 	select {
 	case l.slots <- struct{}{}:
@@ -22,7 +22,7 @@ func (l *Limiter) Acquire() (release func(), err error) {
 		return func() { <-l.slots; l.notify(-1) }, nil
 	default:
 		l.notify(0)
-		return nil, Overloaded()
+		return nil, errOverloaded()
 	}
 }
 

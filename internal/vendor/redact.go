@@ -27,13 +27,13 @@ var encodedRuns = regexp.MustCompile(`[A-Za-z0-9+/_\-]{11,}={0,2}`)
 
 const redacted = "[redacted]"
 
-// Redact returns a vendor's text fit to quote to a caller, or "" when none
+// redact returns a vendor's text fit to quote to a caller, or "" when none
 // of it is: at most 300 bytes, no control characters, any piece of the
 // secret of 8 or more characters removed, in any case, and anything shaped
 // like a connection key or a secret key replaced. Where a piece of the
 // secret shows only once the text is decoded (percent, JSON escapes,
 // base64, hex), the whole text goes.
-func Redact(text, secret string) string {
+func redact(text, secret string) string {
 	if text == "" || len(text) > maxQuoted || strings.IndexFunc(text, unicode.IsControl) >= 0 {
 		return ""
 	}

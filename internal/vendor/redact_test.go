@@ -33,25 +33,25 @@ func TestRedactRemovesKeysAndAnyPieceOfTheSecret(t *testing.T) {
 		"hex":                  "bad " + hex.EncodeToString([]byte(testSecret[10:30])),
 		"JSON unicode escapes": `bad \u0043\u0041\u0044\u0044\u0059\u0041\u0055\u0054KIT`,
 	} {
-		got := Redact(text, testSecret)
+		got := redact(text, testSecret)
 		for _, banned := range []string{"af92aee9", "0123456789abcdef", strings.ToLower(piece), "abcdefghijklmnop"} {
 			if strings.Contains(strings.ToLower(got), banned) {
-				t.Fatalf("%s: Redact(%q) = %q keeps %q", name, text, got, banned)
+				t.Fatalf("%s: redact(%q) = %q keeps %q", name, text, got, banned)
 			}
 		}
 		if got == text {
-			t.Fatalf("%s: Redact(%q) changed nothing", name, text)
+			t.Fatalf("%s: redact(%q) changed nothing", name, text)
 		}
 	}
 	for _, text := range []string{"Invalid limit", "Connection header not found", "rate 7 of 8", "sk_ alone", "ABCDEFGH"} {
-		if got := Redact(text, testSecret); got != text {
-			t.Fatalf("Redact(%q) = %q, want it as it is", text, got)
+		if got := redact(text, testSecret); got != text {
+			t.Fatalf("redact(%q) = %q, want it as it is", text, got)
 		}
 	}
-	if got := Redact("starts "+piece+" ends", testSecret); got != "starts [redacted] ends" {
+	if got := redact("starts "+piece+" ends", testSecret); got != "starts [redacted] ends" {
 		t.Fatalf("a piece of the secret in clear is cut where it stands: %q", got)
 	}
-	if got := Redact("a\nb", testSecret); got != "" {
+	if got := redact("a\nb", testSecret); got != "" {
 		t.Fatalf("control characters: %q", got)
 	}
 }
@@ -67,7 +67,7 @@ func everyBytePercent(s string) string {
 // TestRedactComparesCaseCharacterByCharacter: a piece of the secret is
 // found in any case even next to a character whose lower case has another
 // length (İ, Ⱥ, the Kelvin sign, a byte that is not UTF-8), which made
-// Redact compare the text's bytes as they were, so an upper-case piece
+// redact compare the text's bytes as they were, so an upper-case piece
 // went through (FuzzRedact found the byte that is not UTF-8).
 func TestRedactComparesCaseCharacterByCharacter(t *testing.T) {
 	for text, want := range map[string]string{
@@ -78,8 +78,8 @@ func TestRedactComparesCaseCharacterByCharacter(t *testing.T) {
 		"Zoë: caddyauth\u212ait (ﬁne)":    "Zoë: [redacted] (ﬁne)",
 		"名前 " + testSecret[20:40] + " 名前": "名前 [redacted] 名前",
 	} {
-		if got := Redact(text, testSecret); got != want {
-			t.Errorf("Redact(%q) = %q, want %q", text, got, want)
+		if got := redact(text, testSecret); got != want {
+			t.Errorf("redact(%q) = %q, want %q", text, got, want)
 		}
 	}
 }
@@ -91,8 +91,8 @@ func TestRedactComparesCaseCharacterByCharacter(t *testing.T) {
 func TestRedactSeesEveryPieceOnceDecoded(t *testing.T) {
 	for _, n := range []int{8, 9, 10, 11, 20} {
 		text := "bad " + everyBytePercent(testSecret[10:10+n])
-		if got := Redact(text, testSecret); got != "" {
-			t.Errorf("%d characters of the secret, percent-encoded: Redact(%q) = %q", n, text, got)
+		if got := redact(text, testSecret); got != "" {
+			t.Errorf("%d characters of the secret, percent-encoded: redact(%q) = %q", n, text, got)
 		}
 	}
 }
@@ -102,10 +102,10 @@ func TestRedactSeesEveryPieceOnceDecoded(t *testing.T) {
 // past it; then nothing is quoted.
 func TestRedactQuotesAtMost300Bytes(t *testing.T) {
 	text := strings.Repeat("test::a ", 37) // 296 bytes
-	if got := Redact(text, testSecret); len(got) > maxQuoted {
+	if got := redact(text, testSecret); len(got) > maxQuoted {
 		t.Fatalf("Redact of %d bytes quotes %d", len(text), len(got))
 	}
-	if got := Redact("test::a", testSecret); got != redacted {
+	if got := redact("test::a", testSecret); got != redacted {
 		t.Fatalf("a short text with a key: %q", got)
 	}
 }
@@ -121,8 +121,8 @@ func TestRedactLeavesNoKeyShapeStanding(t *testing.T) {
 		"task_manager and latest news":                         "task_manager and latest news",
 		"contest::x" + testSecret[30:] + "sk_live_1_abcdefghi": "con[redacted]",
 	} {
-		if got := Redact(text, testSecret); got != want {
-			t.Errorf("Redact(%q) = %q, want %q", text, got, want)
+		if got := redact(text, testSecret); got != want {
+			t.Errorf("redact(%q) = %q, want %q", text, got, want)
 		}
 	}
 }
@@ -170,23 +170,23 @@ func fuzzSecret(secret string) string {
 func FuzzRedact(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text, secret string) {
 		secret = fuzzSecret(secret)
-		out := Redact(text, secret)
+		out := redact(text, secret)
 		if out == "" {
 			return
 		}
 		if len(out) > maxQuoted || strings.IndexFunc(out, unicode.IsControl) >= 0 || utf8.ValidString(text) && !utf8.ValidString(out) {
-			t.Fatalf("Redact(%q, %q) = %q: too long, control characters or broken UTF-8", text, secret, out)
+			t.Fatalf("redact(%q, %q) = %q: too long, control characters or broken UTF-8", text, secret, out)
 		}
 		if p := pieceOfSecret(out, secret); p != "" {
-			t.Fatalf("Redact(%q, %q) = %q keeps %q", text, secret, out, p)
+			t.Fatalf("redact(%q, %q) = %q keeps %q", text, secret, out, p)
 		}
 		if decoded, err := url.QueryUnescape(out); err == nil {
 			if p := pieceOfSecret(decoded, secret); p != "" {
-				t.Fatalf("Redact(%q, %q) = %q keeps %q, percent-encoded", text, secret, out, p)
+				t.Fatalf("redact(%q, %q) = %q keeps %q, percent-encoded", text, secret, out, p)
 			}
 		}
 		if shape := connectionKeyShape.FindString(out) + secretKeyShape.FindString(out); shape != "" {
-			t.Fatalf("Redact(%q, %q) = %q keeps the key shape %q", text, secret, out, shape)
+			t.Fatalf("redact(%q, %q) = %q keeps the key shape %q", text, secret, out, shape)
 		}
 	})
 }

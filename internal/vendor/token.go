@@ -14,11 +14,11 @@ type TokenPage struct {
 	RequestID []byte
 }
 
-// ParseTokenPage checks a page is a token page and finds what the merge
+// parseTokenPage checks a page is a token page and finds what the merge
 // needs without decoding the rows.
-func ParseTokenPage(body []byte) (TokenPage, error) {
+func parseTokenPage(body []byte) (TokenPage, error) {
 	var p TokenPage
-	fields, err := ParseList(body)
+	fields, err := parseList(body)
 	if err != nil {
 		return p, err
 	}

@@ -9,14 +9,14 @@ import (
 )
 
 func TestParsePageReadsWhatTheMergeNeeds(t *testing.T) {
-	p, err := ParseTokenPage([]byte(`{"rows":[ {"id":1},{"id":2} ],"total":250,"pages":3,"page":1,"requestId":77}`))
+	p, err := parseTokenPage([]byte(`{"rows":[ {"id":1},{"id":2} ],"total":250,"pages":3,"page":1,"requestId":77}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(p.Rows) != `{"id":1},{"id":2}` || string(p.Total) != "250" || p.Pages != 3 || string(p.RequestID) != "77" {
 		t.Fatalf("page %+v", p)
 	}
-	if p, _ := ParseTokenPage([]byte(`{"rows":[]}`)); len(p.Rows) != 0 || p.Pages != 0 || p.Total != nil {
+	if p, _ := parseTokenPage([]byte(`{"rows":[]}`)); len(p.Rows) != 0 || p.Pages != 0 || p.Total != nil {
 		t.Fatalf("empty page %+v", p)
 	}
 }
@@ -44,17 +44,17 @@ func TestMergeTokenPagesKeepsRowsAsSent(t *testing.T) {
 // total and requestId raw, and pages as a whole number.
 func FuzzParseTokenPage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := ParseTokenPage(body)
+		p, err := parseTokenPage(body)
 		fields, ok := referenceList(body)
 		if (err == nil) != ok {
-			t.Fatalf("ParseTokenPage(%q): error %v; encoding/json reads a list: %v", body, err, ok)
+			t.Fatalf("parseTokenPage(%q): error %v; encoding/json reads a list: %v", body, err, ok)
 		}
 		if err != nil {
 			return
 		}
 		rows := fields["rows"]
 		if want := bytes.TrimSpace(rows[1 : len(rows)-1]); !bytes.Equal(p.Rows, want) {
-			t.Fatalf("ParseTokenPage(%q): rows %q, want %q", body, p.Rows, want)
+			t.Fatalf("parseTokenPage(%q): rows %q, want %q", body, p.Rows, want)
 		}
 		var got, want []json.RawMessage
 		if err := json.Unmarshal(append(append([]byte("["), p.Rows...), ']'), &got); err != nil {
@@ -64,7 +64,7 @@ func FuzzParseTokenPage(f *testing.F) {
 			t.Fatalf("%d rows, encoding/json finds %d, in %q", len(got), len(want), body)
 		}
 		if !bytes.Equal(p.Total, fields["total"]) || !bytes.Equal(p.RequestID, fields["requestId"]) {
-			t.Fatalf("ParseTokenPage(%q): total %q, requestId %q", body, p.Total, p.RequestID)
+			t.Fatalf("parseTokenPage(%q): total %q, requestId %q", body, p.Total, p.RequestID)
 		}
 		// pages: a whole number as written; one too large for an int is
 		// the largest int (a vendor claiming that many pages is refused
@@ -81,7 +81,7 @@ func FuzzParseTokenPage(f *testing.F) {
 			}
 		}
 		if p.Pages != wantPages {
-			t.Fatalf("ParseTokenPage(%q): pages %d, want %d", body, p.Pages, wantPages)
+			t.Fatalf("parseTokenPage(%q): pages %d, want %d", body, p.Pages, wantPages)
 		}
 	})
 }
@@ -103,7 +103,7 @@ func BenchmarkTokenMerge(b *testing.B) {
 		var rows [][]byte
 		var last TokenPage
 		for _, body := range pages {
-			p, err := ParseTokenPage(body)
+			p, err := parseTokenPage(body)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -46,16 +46,16 @@ func (page VaultPage) Pages() int {
 	return n
 }
 
-// DecodeVaultPage reads a vault list answer.
-func DecodeVaultPage(body []byte) (VaultPage, error) {
+// decodeVaultPage reads a vault list answer.
+func decodeVaultPage(body []byte) (VaultPage, error) {
 	var page VaultPage
 	if json.Unmarshal(body, &page.fields) != nil || json.Unmarshal(page.fields["rows"], &page.raw) != nil || page.raw == nil {
-		return page, ErrBadAnswer("not a list of connections")
+		return page, BadAnswer("not a list of connections")
 	}
 	page.Rows = make([]Connection, len(page.raw))
 	for i, row := range page.raw {
 		if json.Unmarshal(row, &page.Rows[i]) != nil {
-			return page, ErrBadAnswer("a connection that is not an object")
+			return page, BadAnswer("a connection that is not an object")
 		}
 	}
 	return page, nil
@@ -120,10 +120,10 @@ func dropKeys(v any) any {
 func decodeConnection(body []byte, id string) (Connection, error) {
 	var conn Connection
 	if err := json.Unmarshal(body, &conn); err != nil {
-		return conn, ErrBadAnswer("not a connection")
+		return conn, BadAnswer("not a connection")
 	}
 	if conn.ID == "" {
-		if page, err := DecodeVaultPage(body); err == nil {
+		if page, err := decodeVaultPage(body); err == nil {
 			for _, row := range page.Rows {
 				if row.ID == id {
 					conn = row
@@ -132,7 +132,7 @@ func decodeConnection(body []byte, id string) (Connection, error) {
 		}
 	}
 	if conn.ID != id {
-		return conn, ErrBadAnswer("another connection than asked for")
+		return conn, BadAnswer("another connection than asked for")
 	}
 	return conn, nil
 }

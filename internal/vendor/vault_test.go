@@ -37,7 +37,7 @@ func TestDecodeConnectionBareOrListed(t *testing.T) {
 func TestEncodeWithoutKeysKeepsTheRestAsWritten(t *testing.T) {
 	body := `{"rows":[{"id":"c1","identity":"alice","identityType":"user","key":"k1","big":12345678901234567890,"n":1.0,"e":1e3,` +
 		`"SecretKEY":"s","\u212aey":"kelvin","keys":["kept"],"nested":[{"apiKey":"a","Connection_Key":"b","keyless":true}]}],"total":1,"pages":1}`
-	page, err := DecodeVaultPage([]byte(body))
+	page, err := decodeVaultPage([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +65,12 @@ func TestDecodeVaultPageWantsARowsArray(t *testing.T) {
 		`{"rows":[]}x`:                      false,
 		`{"rows":[{"identityType":false}]}`: false,
 	} {
-		_, err := DecodeVaultPage([]byte(body))
+		_, err := decodeVaultPage([]byte(body))
 		if (err == nil) != ok {
-			t.Errorf("DecodeVaultPage(%s): %v, want ok %v", body, err, ok)
+			t.Errorf("decodeVaultPage(%s): %v, want ok %v", body, err, ok)
 		}
 		if err != nil && err.(*Error).Code != "vendor_bad_response" {
-			t.Errorf("DecodeVaultPage(%s): %v", body, err)
+			t.Errorf("decodeVaultPage(%s): %v", body, err)
 		}
 	}
 }
@@ -81,7 +81,7 @@ func TestDecodeVaultPageWantsARowsArray(t *testing.T) {
 func TestEncodeCountsTheKeptRows(t *testing.T) {
 	body := `{"rows":[{"id":"c1","identity":"alice","identityType":"user"},{"id":"c2","identity":"bob","identityType":"user"},` +
 		`{"id":"c3","identity":"alice","identityType":"team"}],"total":30,"pages":10,"page":1,"requestId":"r"}`
-	page, err := DecodeVaultPage([]byte(body))
+	page, err := decodeVaultPage([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func keyField(v any, path string) string {
 	return ""
 }
 
-// FuzzDecodeVaultPage: DecodeVaultPage accepts exactly the vault lists
+// FuzzDecodeVaultPage: decodeVaultPage accepts exactly the vault lists
 // (see referenceVaultPage), and Encode writes a JSON object whose rows are
 // the rows keep accepts, in order, each as the vendor wrote it (numbers as
 // written) or, with withoutKeys, without any member whose case-folded name
@@ -208,10 +208,10 @@ func keyField(v any, path string) string {
 // some are left out.
 func FuzzDecodeVaultPage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, keepMode uint8, withoutKeys bool) {
-		page, err := DecodeVaultPage(body)
+		page, err := decodeVaultPage(body)
 		rows, ok := referenceVaultPage(body)
 		if (err == nil) != ok {
-			t.Fatalf("DecodeVaultPage(%q): error %v; a vault list: %v", body, err, ok)
+			t.Fatalf("decodeVaultPage(%q): error %v; a vault list: %v", body, err, ok)
 		}
 		if err != nil {
 			return
