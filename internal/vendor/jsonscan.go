@@ -1,9 +1,9 @@
 package vendor
 
-// A structural JSON scanner for the vendor's list answers. Once
-// encoding/json has said a body is valid, it finds the top-level fields of
-// the object without decoding them, so a token's rows are copied, never
-// decoded. It is fuzzed against encoding/json.
+// A validating JSON scanner for the vendor's list answers. In one pass it
+// checks a body is valid JSON, as encoding/json.Valid would, and finds the
+// top-level fields of the object without decoding them, so a token's rows
+// are copied, never decoded. It is fuzzed against encoding/json.
 
 import (
 	"bytes"
@@ -16,12 +16,9 @@ import (
 // Invalid JSON anywhere (a row included) is refused: the gateway relays
 // these bytes to browsers.
 func parseList(body []byte) (map[string][]byte, error) {
-	if !json.Valid(body) {
-		return nil, BadAnswer("not valid JSON")
-	}
 	fields, ok := objectFields(body)
 	if !ok {
-		return nil, BadAnswer("not a JSON object")
+		return nil, BadAnswer("not a valid JSON object")
 	}
 	if rows := fields["rows"]; len(rows) < 2 || rows[0] != '[' {
 		return nil, BadAnswer("no rows array")
@@ -32,7 +29,7 @@ func parseList(body []byte) (map[string][]byte, error) {
 // objectFields returns the raw values of a top-level JSON object's keys,
 // named as encoding/json names them (escapes decoded, invalid UTF-8
 // replaced, the last of duplicates kept), or false if body is not such an
-// object.
+// object, valid JSON throughout.
 func objectFields(body []byte) (map[string][]byte, bool) {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
@@ -46,7 +43,7 @@ func objectFields(body []byte) (map[string][]byte, bool) {
 		if i >= len(body) || body[i] != '"' {
 			return nil, false
 		}
-		keyEnd := skipValue(body, i)
+		keyEnd := skipString(body, i)
 		if keyEnd < 0 {
 			return nil, false
 		}
@@ -64,8 +61,8 @@ func objectFields(body []byte) (map[string][]byte, bool) {
 			return nil, false
 		}
 		i = skipSpace(body, i+1)
-		end := skipValue(body, i)
-		if end <= i {
+		end := skipValue(body, i, 1)
+		if end < 0 {
 			return nil, false
 		}
 		fields[string(key)] = body[i:end]
@@ -83,6 +80,10 @@ func objectFields(body []byte) (map[string][]byte, bool) {
 	}
 }
 
+// maxDepth is encoding/json's limit of nested arrays and objects, so that
+// both accept the same bodies.
+const maxDepth = 10000
+
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
@@ -90,41 +91,148 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// skipValue returns the end of the JSON value starting at i, or -1 when a
-// string is not terminated or brackets do not balance.
-func skipValue(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-			if i >= len(b) {
+// skipValue returns the end of the valid JSON value that starts at i, inside
+// depth arrays and objects, or -1 when there is none.
+func skipValue(b []byte, i, depth int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return skipString(b, i)
+	case c == '{', c == '[':
+		return skipContainer(b, i, depth+1)
+	case c == '-', c >= '0' && c <= '9':
+		return skipNumber(b, i)
+	case c == 't':
+		return skipLiteral(b, i, "true")
+	case c == 'f':
+		return skipLiteral(b, i, "false")
+	case c == 'n':
+		return skipLiteral(b, i, "null")
+	}
+	return -1
+}
+
+// skipContainer returns the end of the object or array at i, depth deep.
+func skipContainer(b []byte, i, depth int) int {
+	if depth > maxDepth {
+		return -1
+	}
+	closing := byte(']')
+	if b[i] == '{' {
+		closing = '}'
+	}
+	if i = skipSpace(b, i+1); i < len(b) && b[i] == closing {
+		return i + 1
+	}
+	for {
+		if closing == '}' {
+			if i >= len(b) || b[i] != '"' {
 				return -1
 			}
-			if depth == 0 {
-				return i + 1
+			if i = skipString(b, i); i < 0 {
+				return -1
 			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth--; depth == 0 {
-				return i + 1
+			if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
+				return -1
 			}
-			if depth < 0 {
-				return i // a scalar ends where its container does
+			i = skipSpace(b, i+1)
+		}
+		if i = skipValue(b, i, depth); i < 0 {
+			return -1
+		}
+		if i = skipSpace(b, i); i >= len(b) {
+			return -1
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case closing:
+			return i + 1
+		default:
+			return -1
+		}
+	}
+}
+
+// skipString returns the end of the string at i: no control characters,
+// only JSON's escapes. Other bytes pass as encoding/json lets them.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			if i++; i >= len(b) {
+				return -1
 			}
-		case ',', ':', ' ', '\t', '\n', '\r':
-			if depth == 0 {
-				return i
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+5 > len(b) {
+					return -1
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !isHex(h) {
+						return -1
+					}
+				}
+				i += 4
+			default:
+				return -1
 			}
 		}
 	}
-	if depth != 0 {
+	return -1
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// skipNumber returns the end of the number at i, as JSON writes numbers.
+func skipNumber(b []byte, i int) int {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = skipDigits(b, i)
+	default:
 		return -1
 	}
+	if i < len(b) && b[i] == '.' {
+		if i = skipDigits(b, i+1); b[i-1] == '.' {
+			return -1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		if i++; i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		start := i
+		if i = skipDigits(b, i); i == start {
+			return -1
+		}
+	}
 	return i
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+func skipLiteral(b []byte, i int, literal string) int {
+	if !bytes.HasPrefix(b[i:], []byte(literal)) {
+		return -1
+	}
+	return i + len(literal)
 }

@@ -3,6 +3,7 @@ package vendor
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -61,6 +62,15 @@ func TestParseListWantsARowsArray(t *testing.T) {
 		`{"rows":[{"id":1,}]}`:       false,
 		`{"rows":[{"id":01}]}`:       false,
 		`{"rows":["\x"]}`:            false,
+		`{"rows":[tru]}`:             false,
+		`{"rows":[1.]}`:              false,
+		`{"rows":[1e]}`:              false,
+		`{"rows":[-]}`:               false,
+		`{"rows":[.5]}`:              false,
+		`{"rows":["\u12"]}`:          false,
+		"{\"rows\":[\"a\tb\"]}":      false,
+		`{"rows":[{"a" 1}]}`:         false,
+		`{"rows":[1.5e+3,-0,"\u00e9\/",true,false,null,{"a":[{}]}]}`: true,
 	} {
 		fields, err := parseList([]byte(body))
 		if (err == nil) != ok {
@@ -74,6 +84,21 @@ func TestParseListWantsARowsArray(t *testing.T) {
 		}
 		if !json.Valid(fields["rows"]) {
 			t.Fatalf("%q: rows %q", body, fields["rows"])
+		}
+	}
+}
+
+// TestParseListNestsAsDeepAsEncodingJSON: 10000 nested arrays are JSON to
+// encoding/json, one more is not; the scanner agrees.
+func TestParseListNestsAsDeepAsEncodingJSON(t *testing.T) {
+	for depth, valid := range map[int]bool{maxDepth: true, maxDepth + 1: false} {
+		arrays := depth - 1 // inside the object
+		body := []byte(`{"rows":` + strings.Repeat("[", arrays) + strings.Repeat("]", arrays) + `}`)
+		if json.Valid(body) != valid {
+			t.Fatalf("depth %d: encoding/json's limit moved", depth)
+		}
+		if _, err := parseList(body); (err == nil) != valid {
+			t.Fatalf("depth %d: error %v, want valid %v", depth, err, valid)
 		}
 	}
 }
