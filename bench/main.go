@@ -45,7 +45,7 @@ var (
 	duration = flag.Duration("duration", 4*time.Second, "length of one throughput run")
 	rounds   = flag.Int("rounds", 3, "A/B rounds per comparison")
 	samples  = flag.Int("samples", 40, "sequential requests per latency run")
-	only     = flag.String("only", "", "run only the comparisons whose name contains this (token, passthrough, preflight)")
+	only     = flag.String("only", "", "run only the comparisons whose name contains this (token, 200 callers, passthrough, keyless, preflight)")
 	profile  = flag.String("profile", "", "write a CPU profile of the authkit process during its first measured run to this file (pick the run with -only)")
 )
 
@@ -121,16 +121,17 @@ func main() {
 		return target{method: "POST", url: fmt.Sprintf("http://127.0.0.1:%d/authkit/token", port), header: map[string]string{"X-User": "bench-user"}}
 	}
 	for _, p := range pages {
-		if !want("token") {
-			break
+		name := fmt.Sprintf("token p50, %d page(s), 1 caller", p)
+		if !want(name) {
+			continue
 		}
 		a, b := token(19200+p), token(19400+p)
 		warm(a)
 		warm(b)
-		report = append(report, compare(fmt.Sprintf("token p50, %d page(s), 1 caller", p), "Node SDK", "p50",
+		report = append(report, compare(name, "Node SDK", "p50",
 			func() result { return sequential(a, *samples) }, func() result { return sequential(b, *samples) }, plugin, sdk))
 	}
-	if want("token") {
+	if want("token, 3 pages, 200 callers") {
 		// 200 callers, 200 identities: no two requests can share Pica calls.
 		a, b := token(19203), token(19403)
 		a.header["X-User"], b.header["X-User"] = "user-%d", "user-%d"
