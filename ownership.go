@@ -112,10 +112,14 @@ func newEpoch() string {
 
 // load is the answer under key for a caller whose answer holds while stamp
 // does: from the cache, or fetched and stamped. Callers with another
-// stamp never share a fetch.
+// stamp never share a fetch. A hit builds nothing: it is every
+// passthrough's path.
 func (o *owners) load(ctx context.Context, key, stamp string, fetch func(context.Context) (string, bool, error)) (string, error) {
+	if v, ok := o.cache.Get(key); ok && strings.HasPrefix(v, stamp) {
+		return v[len(stamp):], nil
+	}
 	fresh := func(v string) bool { return strings.HasPrefix(v, stamp) }
-	v, err := o.cache.LoadFresh(ctx, key, key+stamp, fresh, func(ctx context.Context) (string, bool, error) {
+	v, err := o.cache.Fetch(ctx, key, key+stamp, fresh, func(ctx context.Context) (string, bool, error) {
 		answer, keep, err := fetch(ctx)
 		return stamp + answer, keep, err
 	})

@@ -145,3 +145,26 @@ func TestOwnershipReadsPastTheVaultsFirstPage(t *testing.T) {
 		t.Fatalf("%d candidates named, want all 150", n)
 	}
 }
+
+// TestEachOwnershipQuestionCountsOneLookup: a miss then a hit count one
+// cache miss and one hit, whatever path each takes (the metrics' hit ratio
+// depends on it).
+func TestEachOwnershipQuestionCountsOneLookup(t *testing.T) {
+	m, _ := newMetrics(nil)
+	o := newOwners(nil, 100, time.Minute, nil, zap.NewNop(), nil, m)
+	counted := map[bool]int{}
+	o.cache.OnLookup = func(hit bool) { counted[hit]++ }
+	id := identity{ID: "alice", Type: "user"}
+	stamp := o.currentEpochs(ownerOf(id)).deletes
+	key := ownerOf(id).key(ownsKey, "k")
+	fetches := 0
+	fetch := func(context.Context) (string, bool, error) { fetches++; return "owned", true, nil }
+	for range 2 {
+		if v, err := o.load(context.Background(), key, stamp, fetch); err != nil || v != "owned" {
+			t.Fatalf("load: %q, %v", v, err)
+		}
+	}
+	if fetches != 1 || counted[false] != 1 || counted[true] != 1 {
+		t.Fatalf("%d fetches, %d misses and %d hits counted; want 1, 1, 1", fetches, counted[false], counted[true])
+	}
+}

@@ -123,17 +123,18 @@ func (c *Cache[V]) Clear() {
 // Load returns the cached value of key, or fetches it once for every
 // concurrent caller. fetch says whether its value may be cached.
 func (c *Cache[V]) Load(ctx context.Context, key string, fetch func(context.Context) (V, bool, error)) (V, error) {
-	return c.LoadFresh(ctx, key, key, nil, fetch)
-}
-
-// LoadFresh is Load for values that can go stale before their TTL: a
-// cached value that fresh refuses is fetched again, and replaced where it
-// stood (so stale values never pile up under keys of their own).
-// Concurrent fetches of one flight name are shared.
-func (c *Cache[V]) LoadFresh(ctx context.Context, key, flight string, fresh func(V) bool, fetch func(context.Context) (V, bool, error)) (V, error) {
-	if v, ok := c.Get(key); ok && (fresh == nil || fresh(v)) {
+	if v, ok := c.Get(key); ok {
 		return v, nil
 	}
+	return c.Fetch(ctx, key, key, nil, fetch)
+}
+
+// Fetch is what Load does after a miss, for a caller that has looked key up
+// with Get itself (its hit path then builds nothing) or whose values can go
+// stale before their TTL: a cached value that fresh refuses is fetched
+// again and replaced where it stood, so stale values never pile up under
+// keys of their own. Concurrent fetches of one flight name are shared.
+func (c *Cache[V]) Fetch(ctx context.Context, key, flight string, fresh func(V) bool, fetch func(context.Context) (V, bool, error)) (V, error) {
 	v, err := c.flights.Do(ctx, flight, func(ctx context.Context) (any, error) {
 		// A flight that ended just before this one began may have
 		// stored the value after this caller missed it.

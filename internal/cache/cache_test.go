@@ -31,22 +31,22 @@ func TestCacheEvictsLeastRecentlyUsedAndExpires(t *testing.T) {
 	}
 }
 
-// TestLoadFreshReplacesAStaleValueWhereItStood: a value fresh refuses is
+// TestFetchReplacesAStaleValueWhereItStood: a value fresh refuses is
 // fetched again and stored under the same key, so no stale copy stays.
-func TestLoadFreshReplacesAStaleValueWhereItStood(t *testing.T) {
+func TestFetchReplacesAStaleValueWhereItStood(t *testing.T) {
 	c := New[string](10, time.Minute)
 	fetches := 0
 	fetch := func(v string) func(context.Context) (string, bool, error) {
 		return func(context.Context) (string, bool, error) { fetches++; return v, true, nil }
 	}
 	isNew := func(v string) bool { return v == "new" }
-	if v, _ := c.LoadFresh(context.Background(), "k", "k", isNew, fetch("old")); v != "old" || fetches != 1 {
+	if v, _ := c.Fetch(context.Background(), "k", "k", isNew, fetch("old")); v != "old" || fetches != 1 {
 		t.Fatalf("first load: %q after %d fetches", v, fetches)
 	}
-	if v, _ := c.LoadFresh(context.Background(), "k", "k", isNew, fetch("new")); v != "new" || fetches != 2 || c.Len() != 1 {
+	if v, _ := c.Fetch(context.Background(), "k", "k", isNew, fetch("new")); v != "new" || fetches != 2 || c.Len() != 1 {
 		t.Fatalf("a stale value: %q after %d fetches, %d entries", v, fetches, c.Len())
 	}
-	if v, _ := c.LoadFresh(context.Background(), "k", "k", isNew, fetch("newer")); v != "new" || fetches != 2 {
+	if v, _ := c.Fetch(context.Background(), "k", "k", isNew, fetch("newer")); v != "new" || fetches != 2 {
 		t.Fatalf("a fresh value was fetched again: %q, %d fetches", v, fetches)
 	}
 }
