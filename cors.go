@@ -64,10 +64,16 @@ func newCORSPolicy(origins, headers []string) *corsPolicy {
 
 // allowOrigin sets the origin headers of an actual response.
 func (p *corsPolicy) allowOrigin(h http.Header, origin string) {
-	h["Vary"] = append(h["Vary"], "Origin")
-	if value, ok := p.originValue(origin); ok {
-		h["Access-Control-Allow-Origin"] = []string{value}
-		h["Access-Control-Expose-Headers"] = []string{exposeHeaders}
+	value, ok := p.originValue(origin)
+	v := [...]string{"Origin", value, exposeHeaders} // as in preflight
+	if vary := h["Vary"]; len(vary) > 0 {
+		h["Vary"] = append(vary, "Origin")
+	} else {
+		h["Vary"] = v[0:1:1]
+	}
+	if ok {
+		h["Access-Control-Allow-Origin"] = v[1:2:2]
+		h["Access-Control-Expose-Headers"] = v[2:3:3]
 	}
 }
 
@@ -87,15 +93,23 @@ func (p *corsPolicy) originValue(origin string) (string, bool) {
 // written.
 func (p *corsPolicy) preflight(w http.ResponseWriter, r *http.Request, rt *route) {
 	h := w.Header()
-	h["Allow"] = []string{rt.allow}
-	h["Vary"] = append(h["Vary"], preflightVary)
-	if origin, ok := p.originValue(r.Header.Get("Origin")); ok {
-		h["Access-Control-Allow-Origin"] = []string{origin}
-		h["Access-Control-Allow-Methods"] = []string{rt.allow}
-		h["Access-Control-Allow-Headers"] = []string{p.allowHeaders[rt]}
-		h["Access-Control-Max-Age"] = []string{maxAge}
+	origin, allowed := p.originValue(r.Header.Get("Origin"))
+	// The answer's own values, in one array; a full slice expression
+	// gives each header its own, so an append copies rather than spills.
+	v := [...]string{rt.allow, preflightVary, origin, rt.allow, p.allowHeaders[rt], maxAge, "true"}
+	h["Allow"] = v[0:1:1]
+	if vary := h["Vary"]; len(vary) > 0 {
+		h["Vary"] = append(vary, preflightVary)
+	} else {
+		h["Vary"] = v[1:2:2]
+	}
+	if allowed {
+		h["Access-Control-Allow-Origin"] = v[2:3:3]
+		h["Access-Control-Allow-Methods"] = v[3:4:4]
+		h["Access-Control-Allow-Headers"] = v[4:5:5]
+		h["Access-Control-Max-Age"] = v[5:6:6]
 		if strings.EqualFold(r.Header.Get("Access-Control-Request-Private-Network"), "true") {
-			h["Access-Control-Allow-Private-Network"] = []string{"true"}
+			h["Access-Control-Allow-Private-Network"] = v[6:7:7]
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
