@@ -83,6 +83,7 @@ func runDoctor(w io.Writer, configFile, adapter string) int {
 		fmt.Fprintln(w, "no authkit handler in the config")
 		return 1
 	}
+	defer observeLayout.Store(nil)
 	layouts, loadErr := provisionAll(cfgJSON)
 	if loadErr != nil {
 		fmt.Fprintf(w, "the config does not load as it is: %v\n\n", loadErr)
@@ -165,7 +166,8 @@ func (r layoutReports) take(h foundHandler) *layoutReport {
 
 // provisionAll provisions the whole config as `caddy validate` does,
 // starting nothing, and hears each authkit handler's layout on the way:
-// where it sits decides what is wrong with it.
+// where it sits decides what is wrong with it. The hook stays set until
+// runDoctor ends, so no handler it provisions logs what the report says.
 func provisionAll(cfgJSON []byte) (layoutReports, error) {
 	var cfg caddy.Config
 	if err := caddy.StrictUnmarshalJSON(cfgJSON, &cfg); err != nil {
@@ -177,7 +179,6 @@ func provisionAll(cfgJSON []byte) (layoutReports, error) {
 		reports[key] = append(reports[key], layoutReport{copied: copied, err: err})
 	}
 	observeLayout.Store(&observe)
-	defer observeLayout.Store(nil)
 	return reports, caddy.Validate(&cfg)
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -297,5 +298,41 @@ func TestConfigurationErrorsAreNotRetryable(t *testing.T) {
 			t.Fatalf("%s: wrong api marked retryable: %s", path, res.body)
 		}
 		mustContain(t, env["message"].(string), "check `api`", path)
+	}
+}
+
+// TestDoctorPrintsEachWarningOnceAndLogsNone: the doctor's report is where
+// its warnings go; the handlers it provisions do not log them again to
+// Caddy's log (stderr). The doctor runs in a process of its own, as
+// `caddy authkit doctor` does, so its stderr is its own.
+func TestDoctorPrintsEachWarningOnceAndLogsNone(t *testing.T) {
+	if config := os.Getenv("AUTHKIT_DOCTOR_CONFIG"); config != "" {
+		runDoctor(os.Stdout, config, "caddyfile")
+		return
+	}
+	config := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(config, []byte(`http://localhost:9085 {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api http://`+closedPort(t)+`
+		identity {http.request.header.X-Auth-User}
+	}
+}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDoctorPrintsEachWarningOnceAndLogsNone$")
+	cmd.Env = append(os.Environ(), "AUTHKIT_DOCTOR_CONFIG="+config)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the doctor's process: %v\n%s", err, stderr.String())
+	}
+	const warning = "the identity comes from the request header X-Auth-User"
+	if n := strings.Count(stdout.String(), "WARNING: "+warning); n != 1 {
+		t.Fatalf("the warning printed %d times:\n%s", n, stdout.String())
+	}
+	mustContain(t, stderr.String(), "adapted config to JSON", "the doctor's log")
+	if strings.Contains(stderr.String(), warning) {
+		t.Fatalf("the doctor's warning was logged too:\n%s", stderr.String())
 	}
 }

@@ -255,9 +255,9 @@ func (a *AuthKit) checkPlace(ctx caddy.Context) (where string, copied []string, 
 	return where, copied, err
 }
 
-// observeLayout, when set, hears every handler's layout as it is
-// provisioned, and layout errors do not fail the provisioning: the doctor
-// uses it to report on every handler of a config at once.
+// observeLayout is set while the doctor runs: it hears every handler's
+// layout as it is provisioned, layout errors do not fail the provisioning,
+// and warnings are not logged, for the doctor reports them all at once.
 var observeLayout atomic.Pointer[func(a *AuthKit, l *layout, copied []string, err error)]
 
 // checkLayout refuses the places a handler cannot work from, naming its

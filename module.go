@@ -235,8 +235,10 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.secret = secret
-	for _, warning := range a.warnings(copied) {
-		a.logger.Warn(where + ": " + warning)
+	if observeLayout.Load() == nil { // the doctor prints them itself
+		for _, warning := range a.warnings(copied) {
+			a.logger.Warn(where + ": " + warning)
+		}
 	}
 	ticketKey := secret
 	if a.TicketKey != "" {
