@@ -22,9 +22,10 @@ const codeStreamBroken = "stream_broken"
 // audit records a request once its route is done: one info line on the
 // audit logger (when audit is on) and the matching Caddy events, for every
 // request on an audited route and every denial. Requests refused before
-// the caller was asked for (404, 405) are not audited. broken: err came
-// after the answer had begun.
-func (a *AuthKit) audit(rq *request, w *recorder, err error, broken bool) {
+// the caller was asked for (404, 405) are not audited. failure is the
+// envelope answered, if any; broken: the route failed after the answer
+// had begun.
+func (a *AuthKit) audit(rq *request, w *recorder, failure *apiError, broken bool) {
 	if !rq.identified {
 		return
 	}
@@ -32,9 +33,8 @@ func (a *AuthKit) audit(rq *request, w *recorder, err error, broken bool) {
 	switch {
 	case broken:
 		code = codeStreamBroken // the status was sent, the answer cut short
-	case err != nil:
-		body := errorBody(err)
-		status, code = body.Status, body.Code
+	case failure != nil:
+		status, code = failure.Status, failure.Code
 	}
 	reconnect := w.Header().Get("AuthKit-Reconnect") != ""
 	if reconnect {

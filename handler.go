@@ -84,11 +84,13 @@ func (a *AuthKit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	a.cors.allowOrigin(rec.Header(), r.Header.Get("Origin"))
 	err := a.serve(rec, rq)
 	broken := err != nil && rec.status != 0 // the answer had begun
+	var failure *apiError
 	if err != nil && !broken {
-		a.writeError(rec, rq, err)
+		failure = errorBody(err)
+		a.writeError(rec, rq, failure)
 	}
 	a.metrics.request(r, rt.name, rec.status)
-	a.audit(rq, rec, err, broken)
+	a.audit(rq, rec, failure, broken)
 	if broken {
 		return err // nothing more can be said: Caddy logs it
 	}

@@ -63,11 +63,10 @@ func writeJSON(w http.ResponseWriter, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// writeError answers err in the JSON envelope (CORS headers were set
+// writeError answers in the JSON envelope body (CORS headers were set
 // before) and logs it: at error level when the gateway or the vendor
 // failed, at debug when the caller was refused.
-func (a *AuthKit) writeError(w http.ResponseWriter, rq *request, err error) {
-	body := errorBody(err)
+func (a *AuthKit) writeError(w http.ResponseWriter, rq *request, body *apiError) {
 	if body.Status >= 500 && body.Code != "overloaded" { // overload is counted, not logged per request
 		fields := []zap.Field{
 			zap.String("route", rq.route.name),

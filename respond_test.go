@@ -58,7 +58,7 @@ func TestWriteErrorAnswersTheEnvelope(t *testing.T) {
 	rq := &request{r: httptest.NewRequest("GET", "/authkit/connections", nil), route: connectionsRoute}
 	err := newError(http.StatusTooManyRequests, "vendor_rate_limited", "slow down")
 	err.retryAfter = 7
-	a.writeError(w, rq, err)
+	a.writeError(w, rq, errorBody(err))
 	var env struct{ Error apiError }
 	if json.Unmarshal(out.Body.Bytes(), &env) != nil || env.Error.Code != "vendor_rate_limited" || !env.Error.Retryable ||
 		out.Code != 429 || out.Header().Get("Retry-After") != "7" || out.Header().Get("Cache-Control") != "no-store" ||
@@ -66,7 +66,7 @@ func TestWriteErrorAnswersTheEnvelope(t *testing.T) {
 		t.Fatalf("%d %v %s", out.Code, out.Header(), out.Body)
 	}
 	w, out = newRecorder()
-	a.writeError(w, rq, errors.New("dial tcp: refused"))
+	a.writeError(w, rq, errorBody(errors.New("dial tcp: refused")))
 	if out.Code != http.StatusBadGateway || !strings.Contains(out.Body.String(), `"code":"vendor_unreachable"`) ||
 		out.Header().Get("Retry-After") != "" {
 		t.Fatalf("a failure that is not an envelope: %d %s", out.Code, out.Body)
