@@ -320,7 +320,11 @@ func TestDoctorPrintsEachWarningOnceAndLogsNone(t *testing.T) {
 }`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDoctorPrintsEachWarningOnceAndLogsNone$")
+	self, err := os.Executable() // caddytest rewrites os.Args
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^TestDoctorPrintsEachWarningOnceAndLogsNone$")
 	cmd.Env = append(os.Environ(), "AUTHKIT_DOCTOR_CONFIG="+config)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
