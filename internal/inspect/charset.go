@@ -25,7 +25,9 @@ func peek(body io.Reader) ([]byte, error) {
 			if len(head) >= MaxInspectedBody {
 				return nil, refuse(http.StatusRequestEntityTooLarge, "body_too_large", "the request body starts with too much whitespace")
 			}
-			head = append(head, make([]byte, len(head))...)[:len(head)]
+			// Doubled, never past the limit (append grew it past, to
+			// 1826816 bytes, so the limit depended on the runtime).
+			head = append(make([]byte, 0, min(2*len(head), MaxInspectedBody)), head...)
 		}
 		n, err := body.Read(head[len(head):cap(head)])
 		head = head[:len(head)+n]
