@@ -202,6 +202,7 @@ func TestPinBodyJSON(t *testing.T) {
 		{name: "NDJSON", contentType: "application/x-ndjson", body: ok + "\n" + ko + "\n", status: 403, code: notOwned},
 		{name: "NDJSON, a scalar first", contentType: "application/x-ndjson", body: "1\n" + ko, status: 403, code: notOwned},
 		{name: "JSON lines, a string first", contentType: "application/jsonl", body: "\"x\"\n" + ko, status: 403, code: notOwned},
+		{name: "a JSON type that Go cannot parse, a scalar first", contentType: "application/x-ndjson, text/plain", body: "1\n" + ko, status: 403, code: notOwned},
 		{name: "JSON text sequence", contentType: "application/json-seq", body: "\x1e" + ko, status: 400, code: invalid},
 		{name: "a stream of the checked key", contentType: "application/x-ndjson", body: ok + "\n" + ok + "\n"},
 		{name: "by content, no type", body: " \r\n\t" + ko, status: 403, code: notOwned},
@@ -236,6 +237,7 @@ func TestPinBodyForms(t *testing.T) {
 		{name: "malformed escape", contentType: form, body: "a=%zz&connectionKey=" + q(otherKey), status: 400, code: invalid},
 		{name: "charset utf-16", contentType: form + "; charset=utf-16", body: "a=b", status: 415, code: unsupported},
 		{name: "a zero byte among the first four", contentType: form, body: "a\x00=b", status: 415, code: unsupported},
+		{name: "a zero byte first", contentType: form, body: "\x00a=b", status: 415, code: unsupported},
 		{name: "a zero byte later", contentType: form, body: "0000\x00"},
 	})
 }
@@ -342,6 +344,28 @@ func TestPinBodyRefusesTooLargeBodies(t *testing.T) {
 		{name: "a form over it", contentType: "application/x-www-form-urlencoded", body: "a=" + strings.Repeat("x", MaxInspectedBody), status: 413},
 		{name: "whitespace over it", contentType: "text/plain", body: strings.Repeat(" ", MaxInspectedBody+1) + "{}", status: 413},
 	})
+}
+
+// TestPinBodyReadsNoMoreOfATooLargeBodyThanTheLimit: a body refused as
+// too large (JSON past the limit, or whitespace as long as it) costs at
+// most MaxInspectedBody+1 bytes read and held, however much is sent.
+func TestPinBodyReadsNoMoreOfATooLargeBodyThanTheLimit(t *testing.T) {
+	for contentType, body := range map[string]string{
+		"application/json": `{"pad":"` + strings.Repeat("x", 3*MaxInspectedBody) + `"}`,
+		"text/plain":       strings.Repeat(" ", 3*MaxInspectedBody) + "{}",
+	} {
+		client := &countingReader{r: strings.NewReader(body)}
+		r := httptest.NewRequest(http.MethodPost, "/v1/passthrough/x", nil)
+		r.Body, r.ContentLength, r.TransferEncoding = client, -1, []string{"chunked"}
+		r.Header.Set("Content-Type", contentType)
+		var refusal *Refusal
+		if err := PinBody(r, checkedKey); !errors.As(err, &refusal) || refusal.Status != 413 {
+			t.Fatalf("%s: %v, want 413", contentType, err)
+		}
+		if client.read > MaxInspectedBody+1 {
+			t.Fatalf("%s: PinBody read %d bytes to refuse a body over %d", contentType, client.read, MaxInspectedBody)
+		}
+	}
 }
 
 // TestPinBodyTakesLinearTimeOnATrickle: a body arriving a byte at a time
@@ -697,6 +721,8 @@ func TestPinQueryRefusesAnotherKeyInTheQuery(t *testing.T) {
 		"connectionKey=%zz":                     "connection_not_owned",
 		"%zz=1&key=x":                           "query_invalid",
 		"connectionKey=" + url.QueryEscape(key) + "&connectionKey=" + url.QueryEscape(key): "body_ambiguous",
+		// Fullwidth and without a value: no byte of it is ASCII.
+		"\uff43\uff4f\uff4e\uff4e\uff45\uff43\uff54\uff49\uff4f\uff4e\uff2b\uff45\uff59": "connection_not_owned",
 	} {
 		err := PinQuery(query, key)
 		got := ""

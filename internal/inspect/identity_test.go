@@ -18,6 +18,8 @@ func TestIdentity(t *testing.T) {
 		strings.Repeat("a", 129): true,
 		"alice\r\nX-Injected: 1": true,
 		"ali\x00ce":              true,
+		"\x00alice":              true,
+		"\x1b[31malice":          true,
 		"ali\x7fce":              true,
 		"ali\u0085ce":            true,
 		"\xff\xfe":               true,

@@ -53,6 +53,8 @@ func TestPathKeepsHarmlessUnicode(t *testing.T) {
 		"files/r%C3%A9sum%C3%A9.pdf": "/v1/passthrough/files/résumé.pdf",
 		"files/日本語/x":                "/v1/passthrough/files/日本語/x",
 		"users/caf\u00e9":            "/v1/passthrough/users/café",
+		"files/r%c3%a9sum%c3%a9.pdf": "/v1/passthrough/files/résumé.pdf", // lower-case escapes
+		"names/%C3%BF/%c3%bf":        "/v1/passthrough/names/ÿ/ÿ",        // F and f as the low digit
 	} {
 		got, err := Path(rest)
 		if err != nil || got != want {
@@ -108,6 +110,16 @@ func FuzzPath(f *testing.F) {
 	})
 }
 
+// TestPathRefusesMalformedEscapes: a percent sign not followed by two hex
+// digits, also at the very end of the path, is refused 400.
+func TestPathRefusesMalformedEscapes(t *testing.T) {
+	for _, rest := range []string{"%", "x/%", "x/%4", "x/%4/y", "x/%g1", "x/%1g", "x/%%41"} {
+		if got, err := Path(rest); err == nil || err.(*Refusal).Status != 400 {
+			t.Errorf("Path(%q) = %q, %v; want refused 400", rest, got, err)
+		}
+	}
+}
+
 func TestPathKeepsGoodPaths(t *testing.T) {
 	for rest, want := range map[string]string{
 		"users/me":                 "/v1/passthrough/users/me",
@@ -116,6 +128,7 @@ func TestPathKeepsGoodPaths(t *testing.T) {
 		"crm/v3/objects/contacts/": "/v1/passthrough/crm/v3/objects/contacts/",
 		"files/.well-known/x":      "/v1/passthrough/files/.well-known/x",
 		"v1/...":                   "/v1/passthrough/v1/...",
+		"search/it!s":              "/v1/passthrough/search/it!s",
 	} {
 		got, err := Path(rest)
 		if err != nil || got != want {

@@ -167,6 +167,41 @@ func TestTicketOfAnotherVersionIsRefusedEvenWhenSigned(t *testing.T) {
 	}
 }
 
+// TestTicketTooShortForItsFieldsIsRefusedEvenWhenSigned: a ticket whose
+// plaintext cannot hold the fields it declares (no type length byte, or a
+// type running past its end) is refused, without a panic: Open checks the
+// lengths itself, not only through the signature.
+func TestTicketTooShortForItsFieldsIsRefusedEvenWhenSigned(t *testing.T) {
+	tk := New(testSecret, time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	tk.now = func() time.Time { return now }
+	expiry := binary.BigEndian.AppendUint64(nil, uint64(now.Add(time.Minute).Unix()))
+	for name, plain := range map[string][]byte{
+		"no plaintext":                  nil,
+		"an expiry only":                expiry,
+		"a type longer than the ticket": append(append(bytes.Clone(expiry), 200), "user"+"alice"...),
+		"a type one byte too long":      append(append(bytes.Clone(expiry), 10), "user"+"alice"...),
+	} {
+		if code := openErr(t, tk, sealed(tk, plain)); code != "invalid" {
+			t.Errorf("%s: %q", name, code)
+		}
+	}
+	if code := openErr(t, tk, sealed(tk, append(append(bytes.Clone(expiry), 4), "user"+"alice"...))); code != "" {
+		t.Fatalf("the same plaintext, well formed: %q", code)
+	}
+}
+
+// sealed is a ticket holding plain as Mint seals it (zero IV), signed with
+// tk's key.
+func sealed(tk *Sealer, plain []byte) string {
+	out := make([]byte, 1+aes.BlockSize, 1+aes.BlockSize+len(plain)+sha256.Size)
+	out[0] = version
+	enc := make([]byte, len(plain))
+	tk.stream(out[1:1+aes.BlockSize]).XORKeyStream(enc, plain)
+	out = append(out, enc...)
+	return base64.RawURLEncoding.EncodeToString(append(out, tk.sign(out)...))
+}
+
 func TestTicketExpires(t *testing.T) {
 	tk := New(testSecret, time.Minute)
 	now := time.Unix(1_800_000_000, 0)
