@@ -81,13 +81,17 @@ const (
 	ticketURL = "http://localhost:9082"
 )
 
-const gatewayConfig = `{
-	admin localhost:2999
+// testGlobals are the global options of every test config: Caddy's
+// admin API and ports of the tests, and no waiting at a reload.
+const testGlobals = `	admin localhost:2999
 	skip_install_trust
 	http_port 9080
 	https_port 9443
 	grace_period 1ns
-	debug
+`
+
+const gatewayConfig = `{
+` + testGlobals + `	debug
 	log {
 		output file %[1]s
 		level DEBUG

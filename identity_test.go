@@ -22,12 +22,7 @@ func TestIdentityHeaderOnlyFromTrustedProxies(t *testing.T) {
 		status  int
 	}{{"10.0.0.0/8", 401}, {"127.0.0.1/32", 200}} {
 		g.tester.InitServer(fmt.Sprintf(`{
-	admin localhost:2999
-	skip_install_trust
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	servers {
+`+testGlobals+`	servers {
 		trusted_proxies static %s
 	}
 }

@@ -123,12 +123,7 @@ func TestHeaderIdentityWarningNamesTheSiteAndTrustsCopyHeaders(t *testing.T) {
 	start := len(readLog(t))
 	tester := caddytest.NewTester(t)
 	tester.InitServer(`{
-	admin localhost:2999
-	skip_install_trust
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	log {
+`+testGlobals+`	log {
 		output file `+logFile+`
 		level DEBUG
 	}
@@ -172,12 +167,7 @@ func TestEncodeCompressesAuthkitsAnswers(t *testing.T) {
 	defer api.Close()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(fmt.Sprintf(`{
-	admin localhost:2999
-	skip_install_trust
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+`+testGlobals+`}
 http://localhost:9080 {
 	encode gzip
 	authkit {

@@ -632,12 +632,7 @@ func TestPassthroughForwardsNothingOfTheAppOrItsAuthLayer(t *testing.T) {
 	defer auth.Close()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(fmt.Sprintf(`{
-	admin localhost:2999
-	skip_install_trust
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+`+testGlobals+`}
 http://localhost:9080 {
 	forward_auth %s {
 		uri /verify

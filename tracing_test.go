@@ -79,12 +79,7 @@ func TestVendorCallsAreChildSpansOfTheRequest(t *testing.T) {
 	defer api.Close()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(fmt.Sprintf(`{
-	admin localhost:2999
-	skip_install_trust
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-}
+`+testGlobals+`}
 http://localhost:9080 {
 	tracing {
 		span authkit-request
