@@ -168,3 +168,40 @@ func TestEachOwnershipQuestionCountsOneLookup(t *testing.T) {
 		t.Fatalf("%d fetches, %d misses and %d hits counted; want 1, 1, 1", fetches, counted[false], counted[true])
 	}
 }
+
+// TestOwnershipReadsAtMostTenVaultPages: a key on the vault's tenth page of
+// 100 rows is found; past it the question ends, and the key is not owned
+// as far as the gateway can tell.
+func TestOwnershipReadsAtMostTenVaultPages(t *testing.T) {
+	pica := sandbox.New(sandbox.Options{Secret: testSecret})
+	const carol = "uid=carol,ou=people" // a comma: looked up by identity and platform
+	var keys []string
+	for range maxVaultPages*100 + 1 {
+		keys = append(keys, pica.AddConnection(carol, "user", "gmail").Key)
+	}
+	g := startGatewayBehind(t, pica, nil, "", "")
+	as := func(key string) response {
+		header := map[string]string{"X-Auth-User": carol, "X-Auth-Type": "user", "X-Pica-Connection-Key": key}
+		return g.do(call{method: "GET", url: headerURL + "/authkit/passthrough/users/me", header: header})
+	}
+	expect(t, as(keys[maxVaultPages*100-1]), 200, "")
+	expect(t, as(keys[maxVaultPages*100]), 403, "connection_not_owned")
+}
+
+// TestConnectionIDsAreReadInEitherCase: keyless takes a UUID as a
+// connection id in upper or lower case, as UUIDs are read; anything else is
+// a platform name.
+func TestConnectionIDsAreReadInEitherCase(t *testing.T) {
+	for id, want := range map[string]bool{
+		"0123abcd-ef01-4a5b-8c9d-aabbccddeeff": true,
+		"0123ABCD-EF01-4A5B-8C9D-AABBCCDDEEFF": true,
+		"0123abcg-ef01-4a5b-8c9d-aabbccddeeff": false,
+		"0123ABCG-EF01-4A5B-8C9D-AABBCCDDEEFF": false,
+		"0123abcd-ef01-4a5b-8c9d-aabbccddeef":  false,
+		"0123abcd_ef01-4a5b-8c9d-aabbccddeeff": false,
+	} {
+		if looksLikeUUID(id) != want {
+			t.Errorf("looksLikeUUID(%q) = %v, want %v", id, !want, want)
+		}
+	}
+}
