@@ -132,20 +132,37 @@ func decodings(text string) []string {
 			out = append(out, s)
 		}
 	}
+	// Each encoding reads the parts of a run in its own alphabet: "key-"
+	// before standard base64, or "0x" before hex, failed the decoding of
+	// the whole run and hid the secret behind it.
 	for _, run := range encodedRuns.FindAllString(text, -1) {
 		trimmed := strings.TrimRight(run, "=")
-		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
-			for cut := 0; cut < 4 && cut < len(trimmed); cut++ { // the piece may start mid-group
-				if b, err := enc.DecodeString(trimmed[cut : cut+(len(trimmed)-cut)/4*4]); err == nil {
+		for _, alphabet := range base64Alphabets {
+			for _, part := range strings.FieldsFunc(trimmed, alphabet.outside) {
+				for cut := 0; cut < 4 && cut < len(part); cut++ { // the piece may start mid-group
+					if b, err := alphabet.enc.DecodeString(part[cut : cut+(len(part)-cut)/4*4]); err == nil {
+						out = append(out, string(b))
+					}
+				}
+			}
+		}
+		for _, part := range strings.FieldsFunc(run, func(r rune) bool { return !isHex(byte(r)) }) {
+			for cut := 0; cut < 2 && cut < len(part); cut++ {
+				if b, err := hex.DecodeString(part[cut : cut+(len(part)-cut)/2*2]); err == nil {
 					out = append(out, string(b))
 				}
 			}
 		}
-		for cut := 0; cut < 2 && cut < len(run); cut++ {
-			if b, err := hex.DecodeString(run[cut : cut+(len(run)-cut)/2*2]); err == nil {
-				out = append(out, string(b))
-			}
-		}
 	}
 	return out
+}
+
+// base64Alphabets are the two base64 encodings, each with what ends a run
+// of its alphabet in an encoded run.
+var base64Alphabets = []struct {
+	enc     *base64.Encoding
+	outside func(rune) bool
+}{
+	{base64.RawStdEncoding, func(r rune) bool { return r == '-' || r == '_' }},
+	{base64.RawURLEncoding, func(r rune) bool { return r == '+' || r == '/' }},
 }

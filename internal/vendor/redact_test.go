@@ -13,7 +13,10 @@ import (
 
 // TestRedactRemovesKeysAndAnyPieceOfTheSecret: what the vendor says is
 // quoted only without connection keys, secret keys, and any piece of the
-// secret of 8 or more characters, in any case and encoding.
+// secret of 8 or more characters, in any case and encoding, also where the
+// encoded secret is glued to characters of another alphabet ("0x" before
+// hex, "key-" before base64 failed the decoding of the whole run, so the
+// secret went through).
 func TestRedactRemovesKeysAndAnyPieceOfTheSecret(t *testing.T) {
 	piece := testSecret[10:18] // 8 characters: CADDYAUT
 	for name, text := range map[string]string{
@@ -31,6 +34,14 @@ func TestRedactRemovesKeysAndAnyPieceOfTheSecret(t *testing.T) {
 		"base64":               "bad " + base64.StdEncoding.EncodeToString([]byte(testSecret)),
 		"base64 mid-group":     "bad x" + base64.RawURLEncoding.EncodeToString([]byte("xx"+testSecret[10:30])),
 		"hex":                  "bad " + hex.EncodeToString([]byte(testSecret[10:30])),
+		"hex after 0x":         "bad 0x" + hex.EncodeToString([]byte(testSecret[10:30])),
+		"hex glued to words":   "bad token" + hex.EncodeToString([]byte(testSecret[10:30])) + "zz",
+		"base64 after key-":    "bad key-" + base64.StdEncoding.EncodeToString([]byte("??>"+testSecret[10:30])),
+		"base64 before -x":     "bad " + base64.RawStdEncoding.EncodeToString([]byte("??>"+testSecret[10:30])) + "-x",
+		"base64url after abc+": "bad abc+" + base64.RawURLEncoding.EncodeToString([]byte("??>"+testSecret[10:30])),
+		"8 between + and /":    "bad " + base64.RawStdEncoding.EncodeToString([]byte("??>"+piece+"??>")),
+		"8 between - and _":    "bad " + base64.RawURLEncoding.EncodeToString([]byte("??>"+piece+"??>")),
+		"base64, second run":   "request 1234567890abc: " + base64.StdEncoding.EncodeToString([]byte(testSecret)),
 		"JSON unicode escapes": `bad \u0043\u0041\u0044\u0044\u0059\u0041\u0055\u0054KIT`,
 	} {
 		got := redact(text, testSecret)
@@ -50,6 +61,9 @@ func TestRedactRemovesKeysAndAnyPieceOfTheSecret(t *testing.T) {
 	}
 	if got := redact("starts "+piece+" ends", testSecret); got != "starts [redacted] ends" {
 		t.Fatalf("a piece of the secret in clear is cut where it stands: %q", got)
+	}
+	if got := redact(piece, testSecret); got != redacted {
+		t.Fatalf("a text of just a piece of the secret: %q", got)
 	}
 	if got := redact("a\nb", testSecret); got != "" {
 		t.Fatalf("control characters: %q", got)
