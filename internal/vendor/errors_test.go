@@ -1,9 +1,16 @@
 package vendor
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode"
@@ -98,11 +105,49 @@ func TestRetryAfterSecondsReadsDelaysAndTimes(t *testing.T) {
 	if got := retryAfterSeconds(h); got != 2 {
 		t.Fatalf("Retry-After comes first: %d", got)
 	}
+	// A reset already past is no wait: the other header is read.
+	h.Set("Retry-After", strconv.FormatInt(in(-time.Second), 10))
+	h.Set("x-pica-rate-limit-reset", "9")
+	if got := retryAfterSeconds(h); got != 9 {
+		t.Fatalf("a Retry-After just past hides x-pica-rate-limit-reset: %d", got)
+	}
+	h.Set("Retry-After", "2")
 	if err := Failure(429, h, nil, testSecret); err.RetryAfter != 2 {
 		t.Fatalf("429 without its Retry-After: %+v", err)
 	}
 	if err := Failure(429, http.Header{"Retry-After": {"soon"}}, nil, testSecret); err.RetryAfter != 1 {
 		t.Fatalf("a 429 with no usable Retry-After asks for 1 s, not %d", err.RetryAfter)
+	}
+}
+
+// TestCauseReadsTheErrorBehindTheCall: whatever wraps it, the cause names
+// the failure a person setting the gateway up can act on; an Error names
+// the network failure behind it, else the vendor's status, else its own
+// message.
+func TestCauseReadsTheErrorBehindTheCall(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("Get \"https://api\": %w", err) }
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{wrap(syscall.ECONNREFUSED), "connection refused"},
+		{wrap(syscall.ECONNRESET), "connection reset"},
+		{wrap(&net.DNSError{Err: "no such host", Name: "api.invalid"}), "DNS: no such host (api.invalid)"},
+		{wrap(x509.HostnameError{Certificate: &x509.Certificate{}, Host: "api"}), "TLS: the certificate is not trusted: x509: "},
+		{wrap(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), "TLS: the server does not speak TLS"},
+		{errors.New("http: server gave HTTP response to HTTPS client"), "TLS: the server does not speak TLS"},
+		{wrap(tls.AlertError(40)), "TLS: tls: handshake failure"},
+		{wrap(context.DeadlineExceeded), "timeout"},
+		{Failure(404, nil, nil, testSecret), "the vendor answered 404 Not Found"},
+		{errUnreachable(errors.New("proxy: dial tcp: connection refused")), "connection refused"},
+		{errUnreachable(errors.New("lookup api.invalid: no such host")), "DNS: no such host"},
+		{errUnreachable(errors.New("proxy: bad gateway")), "proxy: bad gateway"},
+		{BadAnswer("no rows array"), "the vendor's answer could not be used: no rows array"},
+		{errOverloaded(), "too many calls to the vendor in flight"},
+	} {
+		if got := Cause(tc.err); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("Cause(%v) = %q, want %q…", tc.err, got, tc.want)
+		}
 	}
 }
 

@@ -176,3 +176,66 @@ func FuzzParseList(f *testing.F) {
 		}
 	})
 }
+
+// TestObjectFieldsAgreesWithEncodingJSON: on bodies crafted at each of the
+// scanner's decisions, valid and not, and on every prefix of each (a body
+// cut short anywhere), objectFields accepts exactly what encoding/json
+// reads as an object and finds the same raw fields. Each body is its own
+// allocation, so a read past its end panics instead of passing unseen.
+func TestObjectFieldsAgreesWithEncodingJSON(t *testing.T) {
+	for _, body := range []string{
+		// Valid: every kind of value, escape, number and whitespace.
+		`{"a":"x y","b":"\"\\\/\b\f\n\r\t\u09aA\ufFfF\u0000","c":[1,-0,0.5e-3,1E+2,-12.5E-10,10,9,0,true,false,null],"d":{"e":{},"f":[]},"g":[[],{}],"h":{"i":[{"j":null,"k":"v"}]}}`,
+		" \t\r\n{ \t\r\n\"a\" \t\r\n: \t\r\n[ \t\r\n1 \t\r\n, \t\r\n{ \t\r\n\"b\" \t\r\n: \t\r\n2 \t\r\n} \t\r\n] \t\r\n, \t\r\n\"c\":{ \t\r\n} \t\r\n} \t\r\n",
+		`{"a":0}`, `{"a":9}`, `{"a":123}`, `{"a":-0.0e0}`, `{"a":1e5}`, `{"a":"é"}`, "{\"a\":\"\xff\xfe\",\"\xff\":1}",
+		`{"a":1,"a":2}`, `{"\u0061":1,"a\"b":2,"a\\":3}`, `{"a":[[[[]]]],"b":{"c":{"d":{}}}}`,
+		// Containers of the wrong shape, as a field's value.
+		`{"a":{1:2}}`, `{"a":{"b"}}`, `{"a":{"b" 1}}`, `{"a":{"b":1,}}`, `{"a":{"b":1 "c":2}}`, `{"a":{,}}`,
+		`{"a":[1 2]}`, `{"a":[1,]}`, `{"a":[,]}`, `{"a":[}`, `{"a":{]}`, `{"a":[1}`, `{"a":{"b":1]}`, `{"a":[{"b":[1}]}`,
+		// Strings.
+		"{\"a\":\"x\ty\"}", "{\"a\x01\":1}", "{\"a\":\"\x1f\"}", `{"a":"\x"}`, `{"a\q":1}`, `{"a":"\U0041"}`,
+		`{"a":"\u12G4"}`, `{"a":"\u123"}`, `{"a":"\u00g0"}`, `{"a":"\u00G0"}`, `{"a":"\u00/0"}`, `{"a":"\u00:0"}`,
+		"{\"a\":\"\\u00`0\"}", `{"a":"\u00@0"}`, `{"a":"\ud800"}`, `{"a":'x'}`,
+		// Numbers.
+		`{"a":-}`, `{"a":-x}`, `{"a":01}`, `{"a":-01}`, `{"a":00}`, `{"a":1.}`, `{"a":1.e5}`, `{"a":.5}`, `{"a":1e}`,
+		`{"a":1e+}`, `{"a":1E-}`, `{"a":1ee5}`, `{"a":+1}`, `{"a":1.5.5}`, `{"a":0x10}`, `{"a":1e5.5}`, `{"a":--1}`,
+		// Literals.
+		`{"a":tru}`, `{"a":nul}`, `{"a":fals}`, `{"a":falsey}`, `{"a":True}`, `{"a":nulL}`, `{"a":undefined}`, `{"a":/}`,
+		// Objects of the wrong shape, and what is not an object.
+		`{"a" 1}`, `{"a":1,}`, `{"a":1 "b":2}`, `{"a":1}x`, `{"a":1}}`, `{"a":1},`, `{1:1}`, `{,}`, "{\f}", "{\v\"a\":1}",
+		`[{"a":1}]`, `"x"`, `1`, `null`, `true`,
+	} {
+		for n := len(body); n >= 0; n-- {
+			checkObjectFields(t, body[:n])
+		}
+	}
+}
+
+// checkObjectFields fails when objectFields reads body otherwise than
+// encoding/json does.
+func checkObjectFields(t *testing.T, body string) {
+	t.Helper()
+	b := make([]byte, len(body)) // no capacity past its end
+	copy(b, body)
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("objectFields(%q) panics: %v", body, r)
+		}
+	}()
+	got, ok := objectFields(b)
+	var want map[string]json.RawMessage
+	if wantOK := json.Valid(b) && json.Unmarshal(b, &want) == nil && want != nil; ok != wantOK {
+		t.Fatalf("objectFields(%q) accepts: %v; encoding/json reads an object: %v", body, ok, wantOK)
+	}
+	if !ok {
+		return
+	}
+	if len(got) != len(want) {
+		t.Fatalf("objectFields(%q) finds %d fields, encoding/json %d: %q", body, len(got), len(want), got)
+	}
+	for name, raw := range want {
+		if v, found := got[name]; !found || !bytes.Equal(v, raw) {
+			t.Fatalf("objectFields(%q): field %q is %q, encoding/json reads %q", body, name, v, raw)
+		}
+	}
+}

@@ -38,6 +38,31 @@ func TestMergeTokenPagesKeepsRowsAsSent(t *testing.T) {
 	}
 }
 
+// TestMergeTokenPagesAllocatesOnce: the merged token is written into one
+// buffer sized up front, whatever the number of pages and the lengths of
+// total and requestId, so the rows are copied once.
+func TestMergeTokenPagesAllocatesOnce(t *testing.T) {
+	whiteLabel := false
+	many := make([][]byte, 40)
+	for i := range many {
+		many[i] = []byte(`{"id":1}`)
+	}
+	for name, tc := range map[string]struct {
+		pages            [][]byte
+		total, requestID string
+	}{
+		"40 pages":       {many, `40`, `"r"`},
+		"a long total":   {many[:2], `123456789012345678901234567890123456789012345678901234567890`, `"r"`},
+		"a long request": {many[:2], `2`, `"0b5e7f0e-9a4c-4f8e-8c1d-6a0f3e2b7c91-0b5e7f0e-9a4c"`},
+	} {
+		if n := testing.AllocsPerRun(10, func() {
+			_ = MergeTokenPages(tc.pages, []byte(tc.total), []byte(tc.requestID), &whiteLabel)
+		}); n != 1 {
+			t.Errorf("%s: %v allocations, want 1", name, n)
+		}
+	}
+}
+
 // FuzzParseTokenPage: a page is accepted exactly when encoding/json reads
 // it as an object with a rows array, and what the merge takes from it is
 // what encoding/json reads: the inside of the rows array (as many rows),

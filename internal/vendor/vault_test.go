@@ -100,6 +100,41 @@ func TestEncodeCountsTheKeptRows(t *testing.T) {
 	}
 }
 
+// TestConnectionUsableWhenActiveWithIDAndKey: a row without the active
+// field counts as active; an inactive row, or one without an id or a key,
+// is not offered.
+func TestConnectionUsableWhenActiveWithIDAndKey(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		conn Connection
+		want bool
+	}{
+		{Connection{ID: "c1", Key: "k1"}, true},
+		{Connection{ID: "c1", Key: "k1", Active: &yes}, true},
+		{Connection{ID: "c1", Key: "k1", Active: &no}, false},
+		{Connection{ID: "c1"}, false},
+		{Connection{Key: "k1"}, false},
+	} {
+		if got := tc.conn.Usable(); got != tc.want {
+			t.Errorf("%+v: usable %v, want %v", tc.conn, got, tc.want)
+		}
+	}
+}
+
+// TestVaultPagePagesIsOneUnlessSaid: pages is the vendor's whole number of
+// pages, 1 when it is missing, not a whole number or less than 1.
+func TestVaultPagePagesIsOneUnlessSaid(t *testing.T) {
+	for pages, want := range map[string]int{``: 1, `,"pages":3`: 3, `,"pages":1`: 1, `,"pages":0`: 1, `,"pages":-2`: 1, `,"pages":"3"`: 1, `,"pages":2.5`: 1, `,"pages":null`: 1} {
+		page, err := decodeVaultPage([]byte(`{"rows":[]` + pages + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := page.Pages(); got != want {
+			t.Errorf("{rows%s}: %d pages, want %d", pages, got, want)
+		}
+	}
+}
+
 // connectionFields are the row fields the gateway decodes, with the JSON
 // type each must have (encoding/json matches names in any case).
 var connectionFields = map[string]string{
