@@ -153,25 +153,50 @@ func referenceVaultPage(body []byte) ([]json.RawMessage, bool) {
 	var rows []json.RawMessage
 	_ = json.Unmarshal(fields["rows"], &rows)
 	for _, row := range rows {
-		var members map[string]any
-		if json.Unmarshal(row, &members) != nil {
+		if !referenceRow(row) {
 			return nil, false
-		}
-		for name, value := range members {
-			for field, kind := range connectionFields {
-				if !strings.EqualFold(name, field) || value == nil {
-					continue
-				}
-				if _, isString := value.(string); kind == "string" && !isString {
-					return nil, false
-				}
-				if _, isBool := value.(bool); kind == "bool" && !isBool {
-					return nil, false
-				}
-			}
 		}
 	}
 	return rows, true
+}
+
+// referenceRow: row is null, or an object whose members named as a Connection's
+// fields (in any case) are null or of the field's kind, every one of them:
+// a name given twice is judged each time, as encoding/json decodes each.
+// Other members may hold any JSON, numbers no float64 holds included.
+func referenceRow(row []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(row))
+	dec.UseNumber()
+	switch start, err := dec.Token(); {
+	case err != nil:
+		return false
+	case start == nil:
+		return true // a null row
+	case start != json.Delim('{'):
+		return false
+	}
+	for dec.More() {
+		name, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var value any
+		if dec.Decode(&value) != nil {
+			return false
+		}
+		for field, kind := range connectionFields {
+			if !strings.EqualFold(name.(string), field) || value == nil {
+				continue
+			}
+			if _, isString := value.(string); kind == "string" && !isString {
+				return false
+			}
+			if _, isBool := value.(bool); kind == "bool" && !isBool {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // decodeExact decodes JSON keeping numbers as written.
