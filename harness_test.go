@@ -355,6 +355,26 @@ func (g *gateway) do(req call) response {
 	return response{res, b}
 }
 
+// startSite runs one site at appURL, with the tests' global options and
+// body as its directives, and returns the gateway to call it through.
+func startSite(t *testing.T, body string) *gateway {
+	t.Helper()
+	tester := caddytest.NewTester(t)
+	tester.InitServer("{\n"+testGlobals+"}\n"+appURL+" {\n"+body+"}\n", "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return &gateway{t: t, tester: tester}
+}
+
+// ticketFor is the ticket header of a ticket the ticket site mints for user.
+func (g *gateway) ticketFor(user string) map[string]string {
+	g.t.Helper()
+	res := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: user})
+	expect(g.t, res, 200, "")
+	return map[string]string{ticketHeader: res.json(g.t)["ticket"].(string)}
+}
+
 func (g *gateway) as(user, method, path string, header map[string]string) response {
 	g.t.Helper()
 	return g.do(call{method: method, url: appURL + path, user: user, header: header})

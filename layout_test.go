@@ -165,22 +165,14 @@ func TestEncodeCompressesAuthkitsAnswers(t *testing.T) {
 	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 250})
 	api := httptest.NewServer(pica)
 	defer api.Close()
-	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`{
-`+testGlobals+`}
-http://localhost:9080 {
-	encode gzip
+	tester := startSite(t, fmt.Sprintf(`	encode gzip
 	authkit {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api %s
 		identity {http.request.header.X-User}
 		ticket_only off
 	}
-}
-`, api.URL), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+`, api.URL)).tester
 	req, _ := http.NewRequest("POST", "http://localhost:9080/authkit/token", nil)
 	req.Header.Set("X-User", "alice")
 	req.Header.Set("Accept-Encoding", "gzip")

@@ -293,9 +293,7 @@ func TestPrometheusAlertsOnSandboxFaults(t *testing.T) {
 	// Ordinary traffic: a token by ticket, connections, connectors, and
 	// passthrough twice (an ownership miss, then a hit); a 503 from the
 	// vendor that the retry absorbs.
-	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"})
-	expect(t, ticket, 200, "")
-	byTicket := map[string]string{"X-AuthKit-Ticket": ticket.json(t)["ticket"].(string)}
+	byTicket := g.ticketFor("alice")
 	token := func() response {
 		return g.do(call{method: "POST", url: ticketURL + "/authkit/token", header: byTicket})
 	}

@@ -713,9 +713,7 @@ func TestMetricsRulesAndDashboardUseExportedSeries(t *testing.T) {
 	// a token by ticket, connections, connectors, passthrough (an ownership
 	// miss, then a hit, then someone else's key), and the vendor's failures
 	// (its 401, 500, 429, and a 503 that is retried).
-	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"})
-	expect(t, ticket, 200, "")
-	byTicket := map[string]string{"X-AuthKit-Ticket": ticket.json(t)["ticket"].(string)}
+	byTicket := g.ticketFor("alice")
 	token := func() response {
 		return g.do(call{method: "POST", url: ticketURL + "/authkit/token", header: byTicket})
 	}

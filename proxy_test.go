@@ -32,10 +32,7 @@ func TestEveryRouteReachesAnHTTPSVendorTrustedOnlyInTheProxyBlock(t *testing.T) 
 		t.Fatalf("token over TLS: %d rows, isWhiteLabel %v", len(body["rows"].([]any)), body["isWhiteLabel"])
 	}
 
-	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"})
-	expect(t, ticket, 200, "")
-	byTicket := g.do(call{method: "POST", url: ticketURL + "/authkit/token",
-		header: map[string]string{ticketHeader: ticket.json(t)["ticket"].(string)}})
+	byTicket := g.do(call{method: "POST", url: ticketURL + "/authkit/token", header: g.ticketFor("alice")})
 	expect(t, byTicket, 200, "")
 
 	conns := g.as("alice", "GET", "/authkit/connections", nil)

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"golang.org/x/net/http2"
 
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
@@ -630,11 +629,7 @@ func TestPassthroughForwardsNothingOfTheAppOrItsAuthLayer(t *testing.T) {
 		w.Header().Set("Remote-Groups", "admins")
 	}))
 	defer auth.Close()
-	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`{
-`+testGlobals+`}
-http://localhost:9080 {
-	forward_auth %s {
+	g := startSite(t, fmt.Sprintf(`	forward_auth %s {
 		uri /verify
 		copy_headers Remote-User Remote-Kind Remote-Email Remote-Groups
 	}
@@ -644,12 +639,7 @@ http://localhost:9080 {
 		identity {http.request.header.Remote-User}
 		identity_type {http.request.header.Remote-Kind}
 	}
-}
-`, strings.TrimPrefix(auth.URL, "http://"), api.URL), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &gateway{t: t, tester: tester}
+`, strings.TrimPrefix(auth.URL, "http://"), api.URL))
 	res := g.do(call{method: "POST", url: appURL + "/authkit/passthrough/v1/pages", body: []byte(`{"a":1}`), header: map[string]string{
 		"X-Pica-Connection-Key":  alice.Key,
 		"Content-Type":           "application/json",

@@ -84,7 +84,7 @@ func TestTicketStandsForTheCallerOnTheTokenRouteOnly(t *testing.T) {
 // TestTwoTicketsAreRefused: a request with two tickets is ambiguous.
 func TestTwoTicketsAreRefused(t *testing.T) {
 	g := startGateway(t, nil, "")
-	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"}).json(t)["ticket"].(string)
+	ticket := g.ticketFor("alice")[ticketHeader]
 	res := g.do(call{method: "POST", url: ticketURL + "/authkit/token", values: map[string][]string{ticketHeader: {ticket, ticket}}})
 	expect(t, res, 401, "ticket_invalid")
 }
@@ -94,7 +94,7 @@ func TestTwoTicketsAreRefused(t *testing.T) {
 // and refused once that one is reloaded with another ticket_key.
 func TestTicketsWorkAcrossInstancesWithTheSameKey(t *testing.T) {
 	g := startGateway(t, nil, "")
-	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "bob"}).json(t)["ticket"].(string)
+	ticket := g.ticketFor("bob")[ticketHeader]
 
 	other := startInstance(t, g.picaURL, "")
 	res := other.do("POST", "/authkit/token", map[string]string{ticketHeader: ticket})
@@ -209,7 +209,7 @@ func TestTokenRouteTakesATicketNotAnIdentityTheClientSends(t *testing.T) {
 		header: map[string]string{"X-Auth-User": "bob", "X-Auth-Type": "user"}}), 200, "")
 
 	// A valid ticket works, and it alone names the caller.
-	ticket := g.do(call{method: "POST", url: ticketURL + "/authkit/ticket", user: "alice"}).json(t)["ticket"].(string)
+	ticket := g.ticketFor("alice")[ticketHeader]
 	g.pica.ResetRequests()
 	for _, site := range []string{ticketURL, headerURL} {
 		res := g.do(call{method: "POST", url: site + "/authkit/token", header: map[string]string{

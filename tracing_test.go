@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonv1 "go.opentelemetry.io/proto/otlp/common/v1"
 	tracev1 "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -77,11 +76,7 @@ func TestVendorCallsAreChildSpansOfTheRequest(t *testing.T) {
 	alice := pica.AddConnection("alice", "user", "gmail")
 	api := httptest.NewServer(pica)
 	defer api.Close()
-	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`{
-`+testGlobals+`}
-http://localhost:9080 {
-	tracing {
+	g := startSite(t, fmt.Sprintf(`	tracing {
 		span authkit-request
 	}
 	authkit {
@@ -90,12 +85,7 @@ http://localhost:9080 {
 		identity {http.request.header.X-User}
 		ticket_only off
 	}
-}
-`, api.URL), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &gateway{t: t, tester: tester}
+`, api.URL))
 	expect(t, g.do(call{method: "POST", url: appURL + "/authkit/token", header: map[string]string{"X-User": "alice"}}), 200, "")
 	expect(t, g.do(call{method: "GET", url: appURL + "/authkit/passthrough/gmail/v1/users/me",
 		header: map[string]string{"X-User": "alice", "X-Pica-Connection-Key": alice.Key}}), 200, "")
