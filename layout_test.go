@@ -1,13 +1,11 @@
 package caddyauthkit
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,7 +16,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -576,12 +573,6 @@ func rawProbe(t *testing.T, host, method, target string, header map[string]strin
 		r.Header.Set(k, v)
 	}
 	sign(r)
-	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strings.Split(host, ":")[1], 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	var b strings.Builder
 	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\nContent-Length: 0\r\n")
 	for k, vs := range r.Header {
@@ -590,16 +581,8 @@ func rawProbe(t *testing.T, host, method, target string, header map[string]strin
 		}
 	}
 	b.WriteString("\r\n")
-	if _, err := conn.Write([]byte(b.String())); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(body)
+	res := rawBytesAt(t, "127.0.0.1:"+strings.Split(host, ":")[1], b.String())
+	return res.StatusCode, string(res.body)
 }
 
 func gunzip(t *testing.T, b []byte) []byte {

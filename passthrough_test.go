@@ -1,7 +1,6 @@
 package caddyauthkit
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -224,7 +222,7 @@ var pathAttacks = []string{
 func TestPassthroughPathAttacks(t *testing.T) {
 	g := startGateway(t, nil, "")
 	for _, target := range pathAttacks {
-		res := rawRequest(t, "GET", target, map[string]string{
+		res := rawRequestAt(t, appURL, "GET", target, map[string]string{
 			"Authorization":         "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:alice")),
 			"X-Pica-Connection-Key": g.alice.Key,
 		})
@@ -237,33 +235,6 @@ func TestPassthroughPathAttacks(t *testing.T) {
 	if reqs := g.pica.Requests(); len(reqs) != 0 {
 		t.Fatalf("a path attack reached Pica: %s %s", reqs[0].Method, reqs[0].Path)
 	}
-}
-
-// rawRequest sends target exactly as written, which no URL parser would.
-func rawRequest(t *testing.T, method, target string, header map[string]string) response {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", "127.0.0.1:9080", 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	var b strings.Builder
-	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: localhost:9080\r\nConnection: close\r\n")
-	for k, v := range header {
-		b.WriteString(k + ": " + v + "\r\n")
-	}
-	b.WriteString("\r\n")
-	if _, err := conn.Write([]byte(b.String())); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("%s: %v", target, err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return response{res, body}
 }
 
 func TestPassthroughStreamsLargeBodies(t *testing.T) {
