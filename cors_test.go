@@ -3,6 +3,7 @@ package caddyauthkit
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -123,6 +124,25 @@ func containsValue(values []string, want string) bool {
 		}
 	}
 	return false
+}
+
+// TestCORSKeepsTheVaryOfHandlersBefore: a Vary set before authkit (a
+// cache key of the site's own, Accept-Encoding by encode) stays, and
+// authkit's names follow it, on an answer and on a preflight.
+func TestCORSKeepsTheVaryOfHandlersBefore(t *testing.T) {
+	p := newCORSPolicy([]string{"https://authkit.picaos.com"}, nil)
+	h := http.Header{"Vary": {"Accept-Encoding"}}
+	p.allowOrigin(h, "https://authkit.picaos.com")
+	if got := h["Vary"]; !slices.Equal(got, []string{"Accept-Encoding", "Origin"}) {
+		t.Fatalf("answer Vary %q", got)
+	}
+	r := httptest.NewRequest("OPTIONS", "/authkit/token", nil)
+	r.Header.Set("Origin", "https://authkit.picaos.com")
+	w := discard{http.Header{"Vary": {"Accept-Encoding"}}}
+	p.preflight(w, r, tokenRoute)
+	if got := w.h["Vary"]; !slices.Equal(got, []string{"Accept-Encoding", preflightVary}) {
+		t.Fatalf("preflight Vary %q", got)
+	}
 }
 
 func BenchmarkPreflight(b *testing.B) {
