@@ -81,8 +81,9 @@ func kindOf(contentType string, head []byte) (checker, error) {
 		mediaType = strings.ToLower(strings.TrimSpace(strings.Split(contentType, ";")[0]))
 	}
 	// application/json, +json, and the JSON streams (x-ndjson, jsonl,
-	// json-seq), whose first value may be a scalar.
-	jsonType := strings.Contains(mediaType[strings.IndexByte(mediaType, '/')+1:], "json")
+	// json-seq), whose first value may be a scalar; "json" anywhere in the
+	// media type, as a server testing the header for it reads it.
+	jsonType := strings.Contains(mediaType, "json")
 	form := mediaType == "application/x-www-form-urlencoded"
 	multipartType := strings.HasPrefix(mediaType, "multipart/")
 	charset := strings.ToLower(params["charset"])

@@ -203,6 +203,7 @@ func TestPinBodyJSON(t *testing.T) {
 		{name: "NDJSON, a scalar first", contentType: "application/x-ndjson", body: "1\n" + ko, status: 403, code: notOwned},
 		{name: "JSON lines, a string first", contentType: "application/jsonl", body: "\"x\"\n" + ko, status: 403, code: notOwned},
 		{name: "a JSON type that Go cannot parse, a scalar first", contentType: "application/x-ndjson, text/plain", body: "1\n" + ko, status: 403, code: notOwned},
+		{name: "json as the type, not the subtype, a scalar first", contentType: "json/", body: "0" + ko, status: 403, code: notOwned},
 		{name: "JSON text sequence", contentType: "application/json-seq", body: "\x1e" + ko, status: 400, code: invalid},
 		{name: "a stream of the checked key", contentType: "application/x-ndjson", body: ok + "\n" + ok + "\n"},
 		{name: "by content, no type", body: " \r\n\t" + ko, status: 403, code: notOwned},
