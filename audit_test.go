@@ -245,7 +245,7 @@ func BenchmarkAuditLine(b *testing.B) {
 	defer os.Remove(f.Name())
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(f), zap.InfoLevel)
 	m, _ := newMetrics(nil)
-	a := &AuthKit{logHash: newKeyedHash(deriveKey("s", purposeLogHash)), auditLog: zap.New(core), logger: zap.NewNop(), metrics: m}
+	a := &AuthKit{logHash: logHasher("s"), auditLog: zap.New(core), logger: zap.NewNop(), metrics: m}
 	r := httptest.NewRequest("GET", "/authkit/passthrough/x", nil)
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
 	w := &recorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: httptest.NewRecorder()}, status: 200}

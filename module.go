@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyauthkit/caddyauthkit/internal/cache"
+	"github.com/caddyauthkit/caddyauthkit/internal/keys"
 	"github.com/caddyauthkit/caddyauthkit/internal/ticket"
 	"github.com/caddyauthkit/caddyauthkit/internal/vendor"
 )
@@ -184,7 +185,7 @@ type AuthKit struct {
 	ticketOnly  bool
 	platforms   map[string]struct{}
 	actions     map[string]struct{}
-	logHash     *keyedHash
+	logHash     *keys.Hash
 
 	proxy      *reverseproxy.Handler
 	vendor     *vendor.Client
@@ -255,7 +256,7 @@ func (a *AuthKit) Provision(ctx caddy.Context) error {
 	a.platforms = setOf(a.Platforms)
 	a.actions = setOf(a.Actions)
 	a.cors = newCORSPolicy(a.CORSOrigins, a.CORSHeaders)
-	a.logHash = newKeyedHash(deriveKey(secret, purposeLogHash))
+	a.logHash = logHasher(secret)
 	a.tickets = ticket.New(ticketKey, time.Duration(a.TicketTTL))
 
 	if a.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {

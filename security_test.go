@@ -218,7 +218,7 @@ func TestReloadUnderLoad(t *testing.T) {
 
 // logHash is how the module's logs name s under the test secret.
 func logHash(s string) string {
-	return (&AuthKit{logHash: newKeyedHash(deriveKey(testSecret, purposeLogHash))}).hash(s)
+	return (&AuthKit{logHash: logHasher(testSecret)}).hash(s)
 }
 
 // rawExchange writes raw bytes to addr (then, with hangUp, closes its

@@ -10,7 +10,6 @@ package ticket
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caddyauthkit/caddyauthkit/internal/inspect"
+	"github.com/caddyauthkit/caddyauthkit/internal/keys"
 )
 
 // version is the first byte of every ticket.
@@ -42,19 +42,11 @@ type Sealer struct {
 // New makes a Sealer whose tickets live for ttl.
 func New(key string, ttl time.Duration) *Sealer {
 	return &Sealer{
-		encKey: derive(key, purpose+" encryption"),
-		macKey: derive(key, purpose+" signature"),
+		encKey: keys.Derive(key, purpose+" encryption"),
+		macKey: keys.Derive(key, purpose+" signature"),
 		ttl:    ttl,
 		now:    time.Now,
 	}
-}
-
-func derive(key, purpose string) []byte {
-	out, err := hkdf.Key(sha256.New, []byte(key), nil, purpose, 32)
-	if err != nil {
-		panic(err) // only for lengths HKDF cannot give
-	}
-	return out
 }
 
 // Mint returns a ticket for the identity and its type, and its expiry.
