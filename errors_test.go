@@ -174,3 +174,13 @@ func TestVendorTextIsQuotedOnlyCleaned(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryableIsTooManyRequestsAndServerErrors: a caller may retry a 429
+// and any 5xx (500 included), never another refusal.
+func TestRetryableIsTooManyRequestsAndServerErrors(t *testing.T) {
+	for status, want := range map[int]bool{400: false, 401: false, 428: false, 429: true, 430: false, 499: false, 500: true, 502: true, 504: true} {
+		if got := newError(status, "x", "x").Retryable; got != want {
+			t.Errorf("%d: retryable %v, want %v", status, got, want)
+		}
+	}
+}

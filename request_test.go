@@ -2,9 +2,12 @@ package caddyauthkit
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -45,6 +48,39 @@ func TestPositiveParam(t *testing.T) {
 	for _, value := range []string{"0", "-1", "101", "1.5", "x", "1e2", " 1"} {
 		if _, err := positiveParam(value, "page", "7", 100); err == nil || !strings.Contains(err.Error(), "page must be a whole number from 1 to 100") {
 			t.Errorf("positiveParam(%q): %v", value, err)
+		}
+	}
+}
+
+// TestDiscardBodyTakesBodiesUpToTheLimit: on a route that reads no body, a
+// body of the limit is taken, one byte more is 413 whether its length was
+// declared or not, and a body that breaks is 400.
+func TestDiscardBodyTakesBodiesUpToTheLimit(t *testing.T) {
+	a := &AuthKit{MaxBodySize: 8}
+	for _, tc := range []struct {
+		name     string
+		body     io.Reader
+		declared bool
+		code     string
+	}{
+		{"declared, the limit", strings.NewReader("12345678"), true, ""},
+		{"declared, a byte more", strings.NewReader("123456789"), true, "body_too_large"},
+		{"chunked, the limit", strings.NewReader("12345678"), false, ""},
+		{"chunked, a byte more", strings.NewReader("123456789"), false, "body_too_large"},
+		{"none", nil, false, ""},
+		{"broken", iotest.ErrReader(errors.New("reset")), false, "body_invalid"},
+	} {
+		r := httptest.NewRequest("GET", "/authkit/connections", tc.body)
+		if !tc.declared {
+			r.ContentLength = -1
+		}
+		if tc.body == nil {
+			r.Body = nil
+		}
+		err := a.discardBody(r)
+		var e *apiError
+		if tc.code == "" && err != nil || tc.code != "" && (!errors.As(err, &e) || e.Code != tc.code) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.code)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func newRecorder() (*recorder, *httptest.ResponseRecorder) {
@@ -29,6 +31,16 @@ func TestRecorderRecordsWhatWasAnswered(t *testing.T) {
 	w, _ = newRecorder()
 	if n, err := w.ReadFrom(strings.NewReader("hello")); err != nil || n != 5 || w.status != http.StatusOK || w.bytes != 5 {
 		t.Fatalf("ReadFrom: %d %v, status %d, %d bytes", n, err, w.status, w.bytes)
+	}
+	// An informational answer is not the answer; a 200 without a body is.
+	w, _ = newRecorder()
+	w.WriteHeader(http.StatusEarlyHints)
+	if w.status != 0 {
+		t.Fatalf("103 recorded as the answer")
+	}
+	w.WriteHeader(http.StatusOK)
+	if w.status != http.StatusOK {
+		t.Fatalf("a 200 without a body recorded as %d", w.status)
 	}
 }
 
@@ -70,5 +82,38 @@ func TestWriteErrorAnswersTheEnvelope(t *testing.T) {
 	if out.Code != http.StatusBadGateway || !strings.Contains(out.Body.String(), `"code":"vendor_unreachable"`) ||
 		out.Header().Get("Retry-After") != "" {
 		t.Fatalf("a failure that is not an envelope: %d %s", out.Code, out.Body)
+	}
+}
+
+// TestWriteErrorLogsFailuresAndRefusalsApart: the gateway's or the
+// vendor's failure (5xx, 500 included) is an error line with the vendor's
+// correlation id when it gave one; a refused caller, and overload (which
+// is counted), are a debug line only.
+func TestWriteErrorLogsFailuresAndRefusalsApart(t *testing.T) {
+	m, _ := newMetrics(nil)
+	core, logs := observer.New(zapcore.DebugLevel)
+	a := &AuthKit{logger: zap.New(core), metrics: m}
+	rq := &request{r: httptest.NewRequest("GET", "/authkit/connections", nil), route: connectionsRoute}
+	write := func(err *apiError) []observer.LoggedEntry {
+		w, _ := newRecorder()
+		a.writeError(w, rq, err)
+		return logs.TakeAll()
+	}
+	failed := newError(http.StatusInternalServerError, "vendor_unavailable", "down")
+	failed.VendorCorrelationID = "corr-1"
+	if got := write(failed); len(got) != 1 || got[0].Level != zapcore.ErrorLevel || got[0].Message != "request failed" ||
+		got[0].ContextMap()["vendor_correlation_id"] != "corr-1" {
+		t.Fatalf("a 500: %v", got)
+	}
+	if got := write(newError(http.StatusBadGateway, "vendor_unavailable", "down")); len(got) != 1 ||
+		got[0].Level != zapcore.ErrorLevel || got[0].ContextMap()["vendor_correlation_id"] != nil {
+		t.Fatalf("a 502 without the vendor's id: %v", got)
+	}
+	if got := write(newError(http.StatusServiceUnavailable, "overloaded", "busy")); len(got) != 1 || got[0].Level != zapcore.DebugLevel {
+		t.Fatalf("overload logged as a failure: %v", got)
+	}
+	if got := write(newError(http.StatusForbidden, "connection_not_owned", "no")); len(got) != 1 ||
+		got[0].Level != zapcore.DebugLevel || got[0].Message != "request refused" || got[0].ContextMap()["code"] != "connection_not_owned" {
+		t.Fatalf("a refusal: %v", got)
 	}
 }
