@@ -113,3 +113,17 @@ func TestPrefixMustBeAPlainCleanPath(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvHoldingJudgesValuesOfEightCharactersOrMore: a value an environment
+// variable holds is taken for baked from eight characters on; shorter ones
+// could match by chance.
+func TestEnvHoldingJudgesValuesOfEightCharactersOrMore(t *testing.T) {
+	t.Setenv("AUTHKIT_TEST_EIGHT", "8chars!!")
+	t.Setenv("AUTHKIT_TEST_SEVEN", "7chars!")
+	if got := envHolding("8chars!!"); got != "AUTHKIT_TEST_EIGHT" {
+		t.Errorf("a value of 8: %q", got)
+	}
+	if got := envHolding("7chars!"); got != "" {
+		t.Errorf("a value of 7: %q", got)
+	}
+}
