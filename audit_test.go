@@ -227,6 +227,8 @@ func TestAuditOutcome(t *testing.T) {
 		{403, "connection_not_owned", false, outcomeDenied},
 		{404, "connection_not_found", false, outcomeDenied},
 		{404, "route_not_found", false, outcomeFailed},
+		{400, "body_invalid", false, outcomeFailed},
+		{399, "", false, outcomeAllowed},
 		{409, "connection_ambiguous", false, outcomeFailed},
 		{502, "vendor_unreachable", false, outcomeFailed},
 		{200, codeStreamBroken, false, outcomeFailed},

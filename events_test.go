@@ -181,6 +181,14 @@ func TestEventsTellWhatHappened(t *testing.T) {
 	if e.Data["connection_id"] != g.alice.ID || e.Data["platform"] != "gmail" {
 		t.Fatalf("deletion facts %v", e.Data)
 	}
+
+	// A denial is an event on any route, also one whose allowed requests
+	// are not (the list of connections).
+	expect(t, g.do(call{method: "GET", url: headerURL + "/authkit/connections"}), http.StatusUnauthorized, "identity_missing")
+	e = waitEvent(t, eventDenied)
+	if e.Data["route"] != "connections" || e.Data["code"] != "identity_missing" || e.Data["status"] != http.StatusUnauthorized {
+		t.Fatalf("the list's denial: %v", e.Data)
+	}
 }
 
 func TestReconnectIsSignalledToTheBrowserAndAsAnEvent(t *testing.T) {
@@ -248,4 +256,21 @@ func droppedEvents(t *testing.T) float64 {
 		t.Fatalf("no events_dropped_total in the metrics")
 	}
 	return v
+}
+
+// TestEventSinkCloseStopsItsSender: closing the sink (at Cleanup, maybe
+// twice, maybe of none) ends its goroutine.
+func TestEventSinkCloseStopsItsSender(t *testing.T) {
+	s := &eventSink{queue: make(chan pendingEvent, 1), stop: make(chan struct{})}
+	ended := make(chan struct{})
+	go func() { s.run(); close(ended) }()
+	s.close()
+	s.close()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sender still runs after close")
+	}
+	var none *eventSink
+	none.close()
 }

@@ -69,7 +69,8 @@ func startOTLPReceiver(t *testing.T) *otlpReceiver {
 // directive, each call to the vendor (the token's pages and flags, the
 // ownership lookup, passthrough) is a child span of the request's span,
 // with its endpoint, status, attempt and duration, and the vendor receives
-// that span's trace context. Nothing secret is in any span.
+// that span's trace context. A call the vendor fails is an error span.
+// Nothing secret is in any span.
 func TestVendorCallsAreChildSpansOfTheRequest(t *testing.T) {
 	receiver := startOTLPReceiver(t)
 	pica := sandbox.New(sandbox.Options{Secret: testSecret, Connectors: 150})
@@ -124,14 +125,36 @@ func TestVendorCallsAreChildSpansOfTheRequest(t *testing.T) {
 			endpoint := strings.TrimPrefix(name, "authkit vendor ")
 			if attrs["authkit.vendor.endpoint"] != endpoint || attrs["http.response.status_code"] != "200" ||
 				attrs["authkit.vendor.attempt"] != "1" || attrs["authkit.vendor.duration_seconds"] == "" ||
-				span.Kind != tracev1.Span_SPAN_KIND_CLIENT || span.EndTimeUnixNano <= span.StartTimeUnixNano {
-				t.Fatalf("%s: attributes %v, kind %v", name, attrs, span.Kind)
+				span.Kind != tracev1.Span_SPAN_KIND_CLIENT || span.EndTimeUnixNano <= span.StartTimeUnixNano ||
+				span.GetStatus().GetCode() != tracev1.Status_STATUS_CODE_UNSET {
+				t.Fatalf("%s: attributes %v, kind %v, status %v", name, attrs, span.Kind, span.GetStatus())
 			}
 			// The vendor got this span's context, as W3C traceparent.
 			traceparent := "00-" + hex.EncodeToString(span.TraceId) + "-" + hex.EncodeToString(span.SpanId) + "-01"
 			if !vendorGot(pica, endpoint, traceparent) {
 				t.Fatalf("%s: the vendor did not receive traceparent %s", name, traceparent)
 			}
+		}
+	}
+
+	// A vendor's 500 is an error span, each attempt.
+	pica.SetFault("vault_list", sandbox.Fault{Status: 500})
+	expect(t, g.do(call{method: "GET", url: appURL + "/authkit/connections", header: map[string]string{"X-User": "alice"}}), 502, "vendor_unavailable")
+	var failed []*tracev1.Span
+	if !poll(t, 10*time.Second, func() bool {
+		spans, failed = receiver.received(), nil
+		for _, span := range byName("authkit vendor vault_list") {
+			if attributes(span)["http.response.status_code"] == "500" {
+				failed = append(failed, span)
+			}
+		}
+		return len(failed) > 0
+	}) {
+		t.Fatalf("no span for the vendor's 500: %v", names(spans))
+	}
+	for _, span := range failed {
+		if span.GetStatus().GetCode() != tracev1.Status_STATUS_CODE_ERROR {
+			t.Fatalf("the vendor's 500 has span status %v", span.GetStatus())
 		}
 	}
 	for _, s := range spans {
