@@ -25,7 +25,13 @@ func parseTokenPage(body []byte) (TokenPage, error) {
 	rows := fields["rows"]
 	p.Rows = bytes.TrimSpace(rows[1 : len(rows)-1])
 	p.Total, p.RequestID = fields["total"], fields["requestId"]
-	p.Pages, _ = strconv.Atoi(string(fields["pages"]))
+	// pages: a whole number as written, the largest int when too large for
+	// one (the merge refuses that many); anything else, 2.0 included, is 0.
+	// (Atoi alone reads 100000000000000000000.0 as the largest int: it
+	// meets the overflow before the fraction.)
+	if pages := fields["pages"]; !bytes.ContainsAny(pages, ".eE") {
+		p.Pages, _ = strconv.Atoi(string(pages))
+	}
 	return p, nil
 }
 

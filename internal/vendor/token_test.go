@@ -21,6 +21,22 @@ func TestParsePageReadsWhatTheMergeNeeds(t *testing.T) {
 	}
 }
 
+// TestParsePageReadsPagesAsAWholeNumber: pages counts only when written as
+// a whole number; one too large for an int is the largest (and refused by
+// the merge), whatever follows its digits.
+func TestParsePageReadsPagesAsAWholeNumber(t *testing.T) {
+	for pages, want := range map[string]int{
+		"3": 3, "-1": -1, "0": 0, `"3"`: 0, "3.0": 0, "1e2": 0, "null": 0,
+		"100000000000000000000": math.MaxInt, "-100000000000000000000": math.MinInt,
+		"100000000000000000000.0": 0, "100000000000000000000e0": 0,
+	} {
+		p, err := parseTokenPage([]byte(`{"rows":[],"pages":` + pages + `}`))
+		if err != nil || p.Pages != want {
+			t.Errorf("pages %s: %d, %v; want %d", pages, p.Pages, err, want)
+		}
+	}
+}
+
 func TestMergeTokenPagesKeepsRowsAsSent(t *testing.T) {
 	whiteLabel := true
 	got := MergeTokenPages([][]byte{[]byte(`{"id":1}`), nil, []byte(`{"id":2,"x":[1, 2]}`)}, []byte(`2`), []byte(`77`), &whiteLabel)
