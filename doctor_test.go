@@ -238,21 +238,33 @@ other.example.com {
 	})
 }
 
+// TestDoctorCommandExitStatus: `caddy authkit doctor` fails (so caddy exits
+// 1) when a handler does not work, and succeeds when every one does.
 func TestDoctorCommandExitStatus(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "Caddyfile")
-	os.WriteFile(path, []byte(fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret {env.AUTHKIT_TEST_SECRET}\n\t\tapi http://%s\n\t}\n}\n", closedPort(t))), 0o600)
-	var out bytes.Buffer
-	doctorOutput = &out
-	defer func() { doctorOutput = os.Stdout }()
-	cmd := &cobra.Command{Use: "authkit"}
-	addDoctorCommand(cmd)
-	cmd.SetArgs([]string{"doctor", "--config", path, "--adapter", "caddyfile"})
-	cmd.SetOut(new(bytes.Buffer))
-	cmd.SetErr(new(bytes.Buffer))
-	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "1 problem") {
+	api := httptest.NewServer(sandbox.New(sandbox.Options{Secret: testSecret}))
+	defer api.Close()
+	doctor := func(api string) (string, error) {
+		path := filepath.Join(t.TempDir(), "Caddyfile")
+		os.WriteFile(path, []byte(fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret {env.AUTHKIT_TEST_SECRET}\n\t\tapi %s\n\t}\n}\n", api)), 0o600)
+		var out bytes.Buffer
+		doctorOutput = &out
+		defer func() { doctorOutput = os.Stdout }()
+		cmd := &cobra.Command{Use: "authkit"}
+		addDoctorCommand(cmd)
+		cmd.SetArgs([]string{"doctor", "--config", path, "--adapter", "caddyfile"})
+		cmd.SetOut(new(bytes.Buffer))
+		cmd.SetErr(new(bytes.Buffer))
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	out, err := doctor("http://" + closedPort(t))
+	if err == nil || !strings.Contains(err.Error(), "1 problem") {
 		t.Fatalf("error %v, want one that makes caddy exit 1", err)
 	}
-	mustContain(t, out.String(), "FAIL: cannot reach", "the command's report")
+	mustContain(t, out, "FAIL: cannot reach", "the command's report")
+	if out, err := doctor(api.URL); err != nil {
+		t.Fatalf("a working config: %v\n%s", err, out)
+	}
 }
 
 // TestProvisionWarnsOfAHeaderIdentity: the header site of the test config
