@@ -229,6 +229,63 @@ other.example.com {
 		}
 	})
 
+	t.Run("what the vendor answers, explained", func(t *testing.T) {
+		failing := sandbox.New(sandbox.Options{Secret: testSecret})
+		failing.SetFault(sandbox.EndpointConnectors, sandbox.Fault{Status: 500})
+		failingAPI := httptest.NewServer(failing)
+		defer failingAPI.Close()
+		notTheVendor := httptest.NewServer(http.NotFoundHandler())
+		defer notTheVendor.Close()
+		empty := httptest.NewServer(sandbox.New(sandbox.Options{Secret: testSecret, Connectors: -1}))
+		defer empty.Close()
+		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+	}
+}
+:9081 {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+	}
+}
+:9082 {
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+	}
+}`, failingAPI.URL, notTheVendor.URL, empty.URL))
+		if failed != 2 {
+			t.Fatalf("%d failed, want 2:\n%s", failed, out)
+		}
+		mustContain(t, out, "FAIL: vendor_unavailable: ", "doctor output")
+		mustContain(t, out, "FAIL: the API refused the call (is `api` the vendor's API?)", "doctor output")
+		mustContain(t, out, "connectors:   0 enabled in AuthKit\n  WARNING: no connector is enabled in AuthKit", "doctor output")
+		if !strings.HasPrefix(out, "authkit #1 (server srv0)\n") {
+			t.Fatalf("the report does not begin with the first handler:\n%s", out)
+		}
+		mustContain(t, out, "\n\nauthkit #2 (server srv1)\n", "doctor output: a blank line between handlers, and no site")
+		mustContain(t, out, "  identity:     {http.auth.user.id} (user)\n", "doctor output: an identity from no header")
+	})
+
+	t.Run("a config that does not load, though every handler works", func(t *testing.T) {
+		failed, out := doctorOn(t, fmt.Sprintf(`app.example.com {
+	@bad path_regexp [
+	respond @bad 404
+	authkit {
+		secret {env.AUTHKIT_TEST_SECRET}
+		api %s
+	}
+}`, api.URL))
+		if failed != 1 {
+			t.Fatalf("%d failed, want 1:\n%s", failed, out)
+		}
+		mustContain(t, out, "the config does not load as it is: ", "doctor output")
+		mustContain(t, out, "authkit #1 (server srv0, site app.example.com)", "doctor output")
+		mustContain(t, out, "summary: 1 authkit handler(s), 0 ok, 1 failed", "doctor output")
+	})
+
 	t.Run("no authkit", func(t *testing.T) {
 		failed, out := doctorOn(t, ":9080 {\n\trespond ok\n}\n")
 		if failed != 1 {
