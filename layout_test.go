@@ -57,6 +57,11 @@ func TestLayoutMistakesAreRefusedAtProvision(t *testing.T) {
 			[]string{"site app.example.com", "inside handle_path or after uri strip_prefix"}},
 		{"after uri strip_prefix in a route", "app.example.com {\n\troute {\n\t\turi strip_prefix /api\n\t\t" + authkit("") + "\n\t}\n}\n",
 			[]string{"inside handle_path or after uri strip_prefix"}},
+		{"after uri strip_prefix of another path, in a handle", "app.example.com {\n\turi strip_prefix /v1\n\thandle /authkit/* {\n\t\t" + authkit("") + "\n\t}\n}\n",
+			[]string{"site app.example.com", "inside handle_path or after uri strip_prefix"}},
+		{"after a matched uri strip_prefix of its prefix", "app.example.com {\n\turi /authkit/* strip_prefix /authkit\n\t" + authkit("") + "\n}\n",
+			[]string{"inside handle_path or after uri strip_prefix"}},
+		{"after a matched uri strip_prefix of another path", "app.example.com {\n\turi /old/* strip_prefix /old\n\t" + authkit("") + "\n}\n", nil},
 		{"strip_prefix in another handle", "app.example.com {\n\thandle /old/* {\n\t\turi strip_prefix /old\n\t\trespond old\n\t}\n\t" + authkit("") + "\n}\n", nil},
 		{"two with one prefix", "app.example.com {\n\t" + authkit("") + "\n\t" + authkit("") + "\n}\n",
 			[]string{"site app.example.com", "overlaps another authkit with prefix /authkit"}},
@@ -86,6 +91,21 @@ func TestLayoutMistakesAreRefusedAtProvision(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAnEmptyRouteHidesNoStripPrefix: a route without handlers before a
+// strip_prefix (possible in JSON) is not taken for the route being loaded.
+func TestAnEmptyRouteHidesNoStripPrefix(t *testing.T) {
+	cfg := `{"apps": {"http": {"servers": {"srv0": {"listen": [":8080"], "routes": [{},
+		{"handle": [{"handler": "rewrite", "strip_path_prefix": "/api"}]},
+		{"handle": [{"handler": "authkit", "secret": "{env.AUTHKIT_TEST_SECRET}"}]}]}}}}}`
+	var c caddy.Config
+	if err := json.Unmarshal([]byte(cfg), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&c); err == nil || !strings.Contains(err.Error(), "after uri strip_prefix") {
+		t.Fatalf("provisions: %v", err)
 	}
 }
 
