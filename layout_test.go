@@ -617,3 +617,32 @@ func gunzip(t *testing.T, b []byte) []byte {
 	}
 	return out
 }
+
+// TestReleasedPrefixesCanBeClaimedAgain: a handler's Cleanup gives its
+// prefix back, and only its own, so a reload can claim it again; a scope
+// with no claims left is forgotten.
+func TestReleasedPrefixesCanBeClaimedAgain(t *testing.T) {
+	scope := new(int)
+	handler := func(prefix string) *AuthKit { return &AuthKit{Prefix: prefix, prefixLower: prefix} }
+	a, b := handler("/authkit"), handler("/pica")
+	if claimPrefix(scope, a) != "" || claimPrefix(scope, b) != "" {
+		t.Fatal("two distinct prefixes overlap")
+	}
+	releasePrefix(a)
+	again := handler("/authkit/v2")
+	if other := claimPrefix(scope, again); other != "" {
+		t.Fatalf("a released prefix still claimed by %s", other)
+	}
+	if other := claimPrefix(scope, handler("/pica")); other != "/pica" {
+		t.Fatalf("another handler's prefix released with it: %q", other)
+	}
+	releasePrefix(handler("/never-claimed"))
+	releasePrefix(b)
+	releasePrefix(again)
+	prefixes.Lock()
+	_, remembered := prefixes.claimed[scope]
+	prefixes.Unlock()
+	if remembered {
+		t.Fatal("a scope with no claims is kept")
+	}
+}
