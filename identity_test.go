@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -54,5 +55,26 @@ func BenchmarkResolveIdentity(b *testing.B) {
 		if _, err := a.resolveIdentity(r, connectionsRoute); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestIdentityHeadersAreEveryHeaderTheIdentityComesFrom: the identity and
+// its type may both come from headers; each is stripped before
+// passthrough and warned about.
+func TestIdentityHeadersAreEveryHeaderTheIdentityComesFrom(t *testing.T) {
+	got := identityHeaders("{http.request.header.x-user}", "{http.request.header.X-Kind}-x")
+	if strings.Join(got, ",") != "X-User,X-Kind" {
+		t.Fatalf("identity headers %v", got)
+	}
+	if got := identityHeaders("{http.auth.user.id}", "user", "{http.request.header.}"); len(got) != 0 {
+		t.Fatalf("identity headers %v", got)
+	}
+	a := AuthKit{Identity: "{http.auth.user.id}", IdentityType: "{http.request.header.X-Kind}", IdentityTrustedProxiesOnly: true}
+	if err := a.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	a.identityHeaders = identityHeaders(a.Identity, a.IdentityType)
+	if err := a.Validate(); err != nil {
+		t.Fatalf("identity_trusted_proxies_only with a header identity type: %v", err)
 	}
 }

@@ -58,6 +58,16 @@ func TestSetValuesAreKeptAndThePrefixNormalised(t *testing.T) {
 	}
 }
 
+// TestATicketKeyThatCannotBeReadFailsTheConfig: a ticket_key whose
+// variable is unset fails provisioning, naming it, rather than falling
+// back to the secret.
+func TestATicketKeyThatCannotBeReadFailsTheConfig(t *testing.T) {
+	err := provisionError(t, ":8080 {\n\tauthkit {\n\t\tsecret {env.AUTHKIT_TEST_SECRET}\n\t\tticket_key {env.AUTHKIT_TEST_UNSET_TICKET_KEY}\n\t}\n}\n")
+	if err == nil || !strings.Contains(err.Error(), "ticket_key {env.AUTHKIT_TEST_UNSET_TICKET_KEY}") {
+		t.Fatalf("provisions: %v", err)
+	}
+}
+
 func TestResolveSecretNamesThePlaceholderNeverTheValue(t *testing.T) {
 	t.Setenv("AUTHKIT_MODULE_TEST", "  sk_test_value \n")
 	if s, err := resolveSecret("secret", "{env.AUTHKIT_MODULE_TEST}"); err != nil || s != "sk_test_value" {
