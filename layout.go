@@ -85,9 +85,10 @@ type ahead struct {
 }
 
 // before are the handlers that run before a: at each level, those of the
-// routes loaded ahead of a's, then those of the route being loaded up to
-// the one that is, or holds, a (the Caddyfile puts directives without
-// matchers in one route, which Caddy loads as a whole).
+// routes loaded ahead of a's (but those of its group, which run instead of
+// it), then those of the route being loaded up to the one that is, or
+// holds, a (the Caddyfile puts directives without matchers in one route,
+// which Caddy loads as a whole); and the handlers inside each of them.
 func (l *layout) before(a *AuthKit) []ahead {
 	var out []ahead
 	for _, list := range l.lists {
@@ -95,9 +96,16 @@ func (l *layout) before(a *AuthKit) []ahead {
 		if i < 0 {
 			i = len(list)
 		}
+		group := ""
+		if i < len(list) {
+			group = list[i].Group
+		}
 		for _, rt := range list[:i] {
+			if group != "" && rt.Group == group {
+				continue
+			}
 			for _, h := range rt.Handlers {
-				out = append(out, ahead{loaded: h, matched: len(rt.MatcherSets) > 0})
+				out = ahead{loaded: h, matched: len(rt.MatcherSets) > 0}.appendTo(out)
 			}
 		}
 		if i == len(list) {
@@ -108,7 +116,33 @@ func (l *layout) before(a *AuthKit) []ahead {
 			if json.Unmarshal(h, &m) != nil || a.within(m) {
 				break
 			}
-			out = append(out, ahead{raw: m}) // a's own route: its matchers are a's
+			out = ahead{raw: m}.appendTo(out) // a's own route: its matchers are a's
+		}
+	}
+	return out
+}
+
+// appendTo appends h and, when h is a subroute (a route or handle block),
+// the handlers of its routes, which run before a when h does.
+func (h ahead) appendTo(out []ahead) []ahead {
+	out = append(out, h)
+	if sr, ok := h.loaded.(*caddyhttp.Subroute); ok {
+		for _, rt := range sr.Routes {
+			for _, in := range rt.Handlers {
+				out = ahead{loaded: in, matched: h.matched || len(rt.MatcherSets) > 0}.appendTo(out)
+			}
+		}
+	}
+	if h.raw["handler"] == "subroute" {
+		routes, _ := h.raw["routes"].([]any)
+		for _, r := range routes {
+			rt, _ := r.(map[string]any)
+			handlers, _ := rt["handle"].([]any)
+			for _, in := range handlers {
+				if m, ok := in.(map[string]any); ok {
+					out = ahead{raw: m, matched: h.matched || rt["match"] != nil}.appendTo(out)
+				}
+			}
 		}
 	}
 	return out
