@@ -17,17 +17,19 @@ import (
 	"github.com/caddyauthkit/caddyauthkit/sandbox"
 )
 
-// doctorOn writes caddyfile to a temporary file, runs the doctor on it and
-// returns how many handlers failed and what it printed.
-func doctorOn(t *testing.T, caddyfile string) (int, string) {
+// doctorOn writes caddyfile to a temporary file, runs the doctor on it,
+// checks that failures handlers failed, and returns what it printed.
+func doctorOn(t *testing.T, caddyfile string, failures int) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	failed := runDoctor(&out, path, "caddyfile")
-	return failed, out.String()
+	if failed := runDoctor(&out, path, "caddyfile"); failed != failures {
+		t.Fatalf("%d failed, want %d:\n%s", failed, failures, out.String())
+	}
+	return out.String()
 }
 
 // closedPort is an address nothing listens on.
@@ -48,7 +50,7 @@ func TestDoctor(t *testing.T) {
 	defer api.Close()
 
 	t.Run("good config", func(t *testing.T) {
-		failed, out := doctorOn(t, fmt.Sprintf(`http://localhost:9080 {
+		out := doctorOn(t, fmt.Sprintf(`http://localhost:9080 {
 	authkit {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api %s
@@ -64,10 +66,7 @@ http://localhost:9081 {
 			ticket_ttl 2m
 		}
 	}
-}`, api.URL))
-		if failed != 0 {
-			t.Fatalf("%d failed:\n%s", failed, out)
-		}
+}`, api.URL), 0)
 		for _, want := range []string{
 			"authkit #1 (server srv0",
 			"authkit #2 (server srv1",
@@ -97,15 +96,12 @@ http://localhost:9081 {
 
 	t.Run("wrong secret", func(t *testing.T) {
 		t.Setenv("DOCTOR_WRONG_SECRET", "sk_test_1_notTheRightOne")
-		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+		out := doctorOn(t, fmt.Sprintf(`:9080 {
 	authkit {
 		secret {env.DOCTOR_WRONG_SECRET}
 		api %s
 	}
-}`, api.URL))
-		if failed != 1 {
-			t.Fatalf("%d failed, want 1:\n%s", failed, out)
-		}
+}`, api.URL), 1)
 		mustContain(t, out, "FAIL: secret rejected by "+api.URL, "doctor output")
 		mustContain(t, out, "summary: 1 authkit handler(s), 0 ok, 1 failed", "doctor output")
 		if strings.Contains(out, "notTheRightOne") {
@@ -115,24 +111,18 @@ http://localhost:9081 {
 
 	t.Run("unreachable api", func(t *testing.T) {
 		addr := closedPort(t)
-		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+		out := doctorOn(t, fmt.Sprintf(`:9080 {
 	authkit {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api http://%s
 	}
-}`, addr))
-		if failed != 1 {
-			t.Fatalf("%d failed, want 1:\n%s", failed, out)
-		}
+}`, addr), 1)
 		mustContain(t, out, "FAIL: cannot reach http://"+addr+": connection refused", "doctor output")
 	})
 
 	t.Run("a secret written in the config", func(t *testing.T) {
 		const literal = "sk_test_1_writtenRightIntoTheConfig"
-		failed, out := doctorOn(t, fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret %s\n\t\tapi %s\n\t}\n}\n", literal, api.URL))
-		if failed != 1 { // the sandbox does not know this key
-			t.Fatalf("%d failed:\n%s", failed, out)
-		}
+		out := doctorOn(t, fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret %s\n\t\tapi %s\n\t}\n}\n", literal, api.URL), 1) // the sandbox does not know this key
 		mustContain(t, out, fmt.Sprintf("secret:       written in the config (sk_test_… %d characters)", len(literal)), "doctor output")
 		for _, piece := range []string{literal, literal[8:], "writtenRight"} {
 			if strings.Contains(out, piece) {
@@ -142,7 +132,7 @@ http://localhost:9081 {
 	})
 
 	t.Run("layout mistakes", func(t *testing.T) {
-		failed, out := doctorOn(t, fmt.Sprintf(`app.example.com {
+		out := doctorOn(t, fmt.Sprintf(`app.example.com {
 	handle_path /authkit/* {
 		authkit {
 			secret {env.AUTHKIT_TEST_SECRET}
@@ -161,10 +151,7 @@ other.example.com {
 		api %[1]s
 		prefix /authkit/two
 	}
-}`, api.URL))
-		if failed != 2 {
-			t.Fatalf("%d failed, want 2:\n%s", failed, out)
-		}
+}`, api.URL), 2)
 		mustContain(t, out, "FAIL: authkit (site app.example.com, prefix /authkit) is inside handle_path", "doctor output")
 		mustContain(t, out, "FAIL: authkit (site other.example.com, prefix /authkit/two) overlaps another authkit with prefix /authkit", "doctor output")
 		mustContain(t, out, "WARNING: ticket_only is off", "doctor output")
@@ -185,7 +172,7 @@ other.example.com {
 
 	t.Run("missing secret file and one good handler", func(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "no-such-secret")
-		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+		out := doctorOn(t, fmt.Sprintf(`:9080 {
 	authkit {
 		secret {file.%s}
 		api %s
@@ -197,10 +184,7 @@ other.example.com {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api %[2]s
 	}
-}`, missing, api.URL))
-		if failed != 1 {
-			t.Fatalf("%d failed, want 1:\n%s", failed, out)
-		}
+}`, missing, api.URL), 1)
 		mustContain(t, out, "file "+missing+" does not exist", "doctor output")
 		mustContain(t, out, "WARNING: cors_origins *", "doctor output")
 		mustContain(t, out, "summary: 2 authkit handler(s), 1 ok, 1 failed", "doctor output")
@@ -210,16 +194,13 @@ other.example.com {
 		one := sandbox.New(sandbox.Options{Secret: testSecret, Provider: sandbox.ProviderOne, Connectors: 4})
 		oneAPI := httptest.NewServer(one)
 		defer oneAPI.Close()
-		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+		out := doctorOn(t, fmt.Sprintf(`:9080 {
 	authkit {
 		provider one
 		secret {env.AUTHKIT_TEST_SECRET}
 		api %s
 	}
-}`, oneAPI.URL))
-		if failed != 0 {
-			t.Fatalf("%d failed:\n%s", failed, out)
-		}
+}`, oneAPI.URL), 0)
 		mustContain(t, out, "connectors:   4 enabled in AuthKit", "doctor output")
 		mustContain(t, out, "cors origins: https://auth.withone.ai", "doctor output")
 		for _, r := range one.Requests() {
@@ -238,7 +219,7 @@ other.example.com {
 		defer notTheVendor.Close()
 		empty := httptest.NewServer(sandbox.New(sandbox.Options{Secret: testSecret, Connectors: -1}))
 		defer empty.Close()
-		failed, out := doctorOn(t, fmt.Sprintf(`:9080 {
+		out := doctorOn(t, fmt.Sprintf(`:9080 {
 	authkit {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api %s
@@ -255,10 +236,7 @@ other.example.com {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api %s
 	}
-}`, failingAPI.URL, notTheVendor.URL, empty.URL))
-		if failed != 2 {
-			t.Fatalf("%d failed, want 2:\n%s", failed, out)
-		}
+}`, failingAPI.URL, notTheVendor.URL, empty.URL), 2)
 		mustContain(t, out, "FAIL: vendor_unavailable: ", "doctor output")
 		mustContain(t, out, "FAIL: the API refused the call (is `api` the vendor's API?)", "doctor output")
 		mustContain(t, out, "connectors:   0 enabled in AuthKit\n  WARNING: no connector is enabled in AuthKit", "doctor output")
@@ -270,27 +248,21 @@ other.example.com {
 	})
 
 	t.Run("a config that does not load, though every handler works", func(t *testing.T) {
-		failed, out := doctorOn(t, fmt.Sprintf(`app.example.com {
+		out := doctorOn(t, fmt.Sprintf(`app.example.com {
 	@bad path_regexp [
 	respond @bad 404
 	authkit {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api %s
 	}
-}`, api.URL))
-		if failed != 1 {
-			t.Fatalf("%d failed, want 1:\n%s", failed, out)
-		}
+}`, api.URL), 1)
 		mustContain(t, out, "the config does not load as it is: ", "doctor output")
 		mustContain(t, out, "authkit #1 (server srv0, site app.example.com)", "doctor output")
 		mustContain(t, out, "summary: 1 authkit handler(s), 0 ok, 1 failed", "doctor output")
 	})
 
 	t.Run("no authkit", func(t *testing.T) {
-		failed, out := doctorOn(t, ":9080 {\n\trespond ok\n}\n")
-		if failed != 1 {
-			t.Fatalf("%d failed, want 1:\n%s", failed, out)
-		}
+		out := doctorOn(t, ":9080 {\n\trespond ok\n}\n", 1)
 		mustContain(t, out, "no authkit handler", "doctor output")
 	})
 }
