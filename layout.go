@@ -85,10 +85,10 @@ type ahead struct {
 }
 
 // before are the handlers that run before a: at each level, those of the
-// routes loaded ahead of a's (but those of its group, which run instead of
-// it), then those of the route being loaded up to the one that is, or
-// holds, a (the Caddyfile puts directives without matchers in one route,
-// which Caddy loads as a whole); and the handlers inside each of them.
+// routes loaded ahead of a's (but terminal ones and those of its group),
+// then those of the route being loaded up to the one that is, or holds, a
+// (the Caddyfile puts directives without matchers in one route, which
+// Caddy loads as a whole); and the handlers inside each of them.
 func (l *layout) before(a *AuthKit) []ahead {
 	var out []ahead
 	for _, list := range l.lists {
@@ -101,8 +101,8 @@ func (l *layout) before(a *AuthKit) []ahead {
 			group = list[i].Group
 		}
 		for _, rt := range list[:i] {
-			if group != "" && rt.Group == group {
-				continue
+			if rt.Terminal || group != "" && rt.Group == group {
+				continue // it ends the chain or runs instead of a's: never before a
 			}
 			for _, h := range rt.Handlers {
 				out = ahead{loaded: h, matched: len(rt.MatcherSets) > 0}.appendTo(out)

@@ -67,6 +67,7 @@ func TestLayoutMistakesAreRefusedAtProvision(t *testing.T) {
 		{"after a matched route block that strips its prefix", "app.example.com {\n\troute {\n\t\troute /authkit/* {\n\t\t\turi strip_prefix /authkit\n\t\t}\n\t\t" + authkit("") + "\n\t}\n}\n",
 			[]string{"inside handle_path or after uri strip_prefix"}},
 		{"strip_prefix in a handle of its own group", "app.example.com {\n\thandle /authkit/old/* {\n\t\turi strip_prefix /authkit\n\t\trespond old\n\t}\n\thandle {\n\t\t" + authkit("") + "\n\t}\n}\n", nil},
+		{"handle_path of the prefix in another site", "a.example.com {\n\thandle_path /authkit/* {\n\t\trespond other\n\t}\n}\nb.example.com {\n\t" + authkit("") + "\n}\nc.example.com {\n\thandle_path /authkit/* {\n\t\trespond other\n\t}\n}\n", nil},
 		{"strip_prefix in another handle", "app.example.com {\n\thandle /old/* {\n\t\turi strip_prefix /old\n\t\trespond old\n\t}\n\t" + authkit("") + "\n}\n", nil},
 		{"two with one prefix", "app.example.com {\n\t" + authkit("") + "\n\t" + authkit("") + "\n}\n",
 			[]string{"site app.example.com", "overlaps another authkit with prefix /authkit"}},
