@@ -123,11 +123,15 @@ func (l *layout) before(a *AuthKit) []ahead {
 }
 
 // appendTo appends h and, when h is a subroute (a route or handle block),
-// the handlers of its routes, which run before a when h does.
+// the handlers of its routes that run before a when h does: not those of
+// a terminal route, for when one matches, the chain ends there.
 func (h ahead) appendTo(out []ahead) []ahead {
 	out = append(out, h)
 	if sr, ok := h.loaded.(*caddyhttp.Subroute); ok {
 		for _, rt := range sr.Routes {
+			if rt.Terminal {
+				continue
+			}
 			for _, in := range rt.Handlers {
 				out = ahead{loaded: in, matched: h.matched || len(rt.MatcherSets) > 0}.appendTo(out)
 			}
@@ -137,10 +141,14 @@ func (h ahead) appendTo(out []ahead) []ahead {
 		routes, _ := h.raw["routes"].([]any)
 		for _, r := range routes {
 			rt, _ := r.(map[string]any)
+			if rt["terminal"] == true {
+				continue
+			}
+			matchers, _ := rt["match"].([]any)
 			handlers, _ := rt["handle"].([]any)
 			for _, in := range handlers {
 				if m, ok := in.(map[string]any); ok {
-					out = ahead{raw: m, matched: h.matched || rt["match"] != nil}.appendTo(out)
+					out = ahead{raw: m, matched: h.matched || len(matchers) > 0}.appendTo(out)
 				}
 			}
 		}

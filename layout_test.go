@@ -115,6 +115,32 @@ func TestAnEmptyRouteHidesNoStripPrefix(t *testing.T) {
 	}
 }
 
+// TestATerminalRouteInAnEarlierSubrouteStripsNothingBeforeAuthkit: when a
+// terminal route matches, the chain ends there, whether it is loaded
+// before authkit's route or sits beside authkit in the route being loaded;
+// a route with an empty matcher list matches every request.
+func TestATerminalRouteInAnEarlierSubrouteStripsNothingBeforeAuthkit(t *testing.T) {
+	const strip = `{"handler": "subroute", "routes": [{%s"handle": [{"handler": "rewrite", "strip_path_prefix": "/api"}]}]}`
+	const authkit = `{"handler": "authkit", "secret": "{env.AUTHKIT_TEST_SECRET}"}`
+	for _, tc := range []struct {
+		name, routes string
+		refused      bool
+	}{
+		{"loaded, terminal", `{"handle": [` + fmt.Sprintf(strip, `"terminal": true, `) + `]}, {"handle": [` + authkit + `]}`, false},
+		{"loaded, not terminal", `{"handle": [` + fmt.Sprintf(strip, "") + `]}, {"handle": [` + authkit + `]}`, true},
+		{"in authkit's route, terminal", `{"handle": [` + fmt.Sprintf(strip, `"terminal": true, `) + `, ` + authkit + `]}`, false},
+		{"in authkit's route, an empty matcher list", `{"handle": [` + fmt.Sprintf(strip, `"match": [], `) + `, ` + authkit + `]}`, true},
+	} {
+		var c caddy.Config
+		if err := json.Unmarshal([]byte(`{"apps": {"http": {"servers": {"srv0": {"listen": [":8080"], "routes": [`+tc.routes+`]}}}}}`), &c); err != nil {
+			t.Fatal(err)
+		}
+		if err := caddy.Validate(&c); (err != nil) != tc.refused || err != nil && !strings.Contains(err.Error(), "after uri strip_prefix") {
+			t.Errorf("%s: %v, want refused %v", tc.name, err, tc.refused)
+		}
+	}
+}
+
 // TestBakedSecretIsRefusedHoweverItGotThere: a secret or ticket key that
 // is an environment variable's value was baked in by {$VAR}; JSON configs
 // are caught at provision as Caddyfiles are at adapt.
