@@ -88,7 +88,7 @@ func TestREADMEAuditSnippetRoutesTheTrailToItsOwnFile(t *testing.T) {
 	upstream := httptest.NewServer(pica)
 	defer upstream.Close()
 	global := strings.Replace(strings.Replace(snippet, readmePath, file, 1), "{\n",
-		"{\n\tadmin localhost:2999\n\thttp_port 9080\n\thttps_port 9443\n\tgrace_period 1ns\n", 1)
+		"{\n"+testGlobals, 1)
 	site := fmt.Sprintf("http://localhost:9080 {\n\tauthkit {\n\t\tsecret {env.AUTHKIT_TEST_SECRET}\n\t\tapi %s\n\t\tidentity {http.request.header.X-User}\n\t}\n}\n", upstream.URL)
 	tester := runWithRecorder(t, global+site, eventPassthrough, eventDenied)
 

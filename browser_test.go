@@ -40,7 +40,7 @@ func demoConfig(t *testing.T, replace ...string) string {
 	config := string(b)
 	replace = append([]string{
 		"\tpersist_config off\n",
-		"\tpersist_config off\n\tadmin localhost:2999\n\tskip_install_trust\n\thttp_port 9080\n\thttps_port 9443\n\tgrace_period 1ns\n",
+		"\tpersist_config off\n" + testGlobals,
 		":8080", ":9080",
 		":8081", ":9081",
 	}, replace...)
