@@ -21,15 +21,21 @@ import (
 // checks that failures handlers failed, and returns what it printed.
 func doctorOn(t *testing.T, caddyfile string, failures int) string {
 	t.Helper()
+	var out bytes.Buffer
+	if failed := runDoctor(&out, writeCaddyfile(t, caddyfile), "caddyfile"); failed != failures {
+		t.Fatalf("%d failed, want %d:\n%s", failed, failures, out.String())
+	}
+	return out.String()
+}
+
+// writeCaddyfile writes caddyfile to a temporary file and returns its path.
+func writeCaddyfile(t *testing.T, caddyfile string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	if failed := runDoctor(&out, path, "caddyfile"); failed != failures {
-		t.Fatalf("%d failed, want %d:\n%s", failed, failures, out.String())
-	}
-	return out.String()
+	return path
 }
 
 // closedPort is an address nothing listens on.
@@ -273,8 +279,7 @@ func TestDoctorCommandExitStatus(t *testing.T) {
 	api := httptest.NewServer(sandbox.New(sandbox.Options{Secret: testSecret}))
 	defer api.Close()
 	doctor := func(api string) (string, error) {
-		path := filepath.Join(t.TempDir(), "Caddyfile")
-		os.WriteFile(path, []byte(fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret {env.AUTHKIT_TEST_SECRET}\n\t\tapi %s\n\t}\n}\n", api)), 0o600)
+		path := writeCaddyfile(t, fmt.Sprintf(":9080 {\n\tauthkit {\n\t\tsecret {env.AUTHKIT_TEST_SECRET}\n\t\tapi %s\n\t}\n}\n", api))
 		var out bytes.Buffer
 		doctorOutput = &out
 		defer func() { doctorOutput = os.Stdout }()
@@ -351,16 +356,13 @@ func TestDoctorPrintsEachWarningOnceAndLogsNone(t *testing.T) {
 		runDoctor(os.Stdout, config, "caddyfile")
 		return
 	}
-	config := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(config, []byte(`http://localhost:9085 {
+	config := writeCaddyfile(t, `http://localhost:9085 {
 	authkit {
 		secret {env.AUTHKIT_TEST_SECRET}
 		api http://`+closedPort(t)+`
 		identity {http.request.header.X-Auth-User}
 	}
-}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+}`)
 	self, err := os.Executable() // caddytest rewrites os.Args
 	if err != nil {
 		t.Fatal(err)
